@@ -1,0 +1,60 @@
+"""POST /chat/completions."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from ccapi.api.deps import Principal, authenticated, gateway_of, json_body
+from ccapi.api.openapi import request_body
+from ccapi.api.validation import validate_body
+from ccapi.core.types import RequestRecord
+from ccapi.schemas.chat import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse
+from ccapi.schemas.errors import ErrorResponse
+
+router = APIRouter(tags=["Chat"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse} for status in (400, 401, 402, 403, 404, 413, 415, 429, 500, 502, 503, 504)
+}
+
+
+@router.post(
+    "/chat/completions",
+    summary="Create chat completion",
+    description="OpenAI-compatible chat completions; `models` lists failover candidates. "
+    "SSE stream of `chat.completion.chunk` when `stream` is true.",
+    responses={
+        200: {
+            "model": ChatCompletionResponse,
+            "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}},
+        },
+        **_ERRORS,
+    },
+    openapi_extra=request_body(ChatCompletionRequest, ChatCompletionChunk),
+)
+async def create_chat_completion(request: Request, principal: Annotated[Principal, Depends(authenticated)]) -> Response:
+    record = RequestRecord(
+        request_id=request.scope["state"]["request_id"],
+        route="/chat/completions",
+        created=time.time(),
+        key_id=principal.key_id,
+        account_id=principal.account_id,
+        requested_models=[],
+        model=None,
+        provider=None,
+        attempts=[],
+        status=0,
+        error_type=None,
+    )
+    chat = gateway_of(request).chat
+    try:
+        body = await json_body(request)
+        req = validate_body(ChatCompletionRequest, body)
+    except Exception as exc:
+        chat.record_rejected(record, exc)
+        raise
+    return await chat.handle(req, body, record)

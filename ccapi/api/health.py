@@ -1,0 +1,27 @@
+"""GET /health (liveness) and GET /health/ready (each dependency checked)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from ccapi.api.deps import gateway_of
+from ccapi.api.errors import error_response
+from ccapi.api.responses import json_response
+from ccapi.core.errors import ProviderUnavailableError
+
+router = APIRouter(tags=["Operations"])
+
+
+@router.get("/health", summary="Liveness")
+async def health() -> Response:
+    return json_response({"status": "ok"})
+
+
+@router.get("/health/ready", summary="Readiness: every dependency checked")
+async def ready(request: Request) -> Response:
+    checks = await gateway_of(request).readiness()
+    if all(v == "ok" for v in checks.values()):
+        return json_response({"status": "ok", "checks": checks})
+    down = ", ".join(k for k, v in checks.items() if v != "ok")
+    return error_response(ProviderUnavailableError(f"Not ready: {down}.", code="not_ready", details={"checks": checks}))

@@ -1,0 +1,116 @@
+"""create_app(settings) -> the ASGI app. No module-level state: everything the
+request path needs is built here once and hung on `app.state.gateway`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
+from sqlalchemy import create_engine, text
+
+from ccapi import __version__
+from ccapi.api import catalog as catalog_routes
+from ccapi.api import chat as chat_routes
+from ccapi.api import health as health_routes
+from ccapi.api.deps import Authenticator, MasterKeyAuthenticator
+from ccapi.api.errors import install_error_handlers
+from ccapi.api.middleware import RequestIdMiddleware
+from ccapi.api.openapi import install_openapi
+from ccapi.catalog.catalog import Catalog
+from ccapi.config import Settings
+from ccapi.core.recorder import AccessLogRecorder
+from ccapi.providers.registry import ProviderConfig, ProviderRegistry, resolve_providers
+from ccapi.routing.chat import ChatService
+from ccapi.routing.failover import FailoverRunner
+from ccapi.routing.health import HealthBook
+from ccapi.storage.migrate import sync_url, upgrade
+
+log = logging.getLogger("ccapi")
+
+DESCRIPTION = """\
+One OpenAI-compatible API in front of many AI providers, with failover.
+Every route is also served under `/v1` (for OpenAI SDKs: `base_url=http://host:port/v1`).
+Errors always use the `ErrorResponse` envelope.
+"""
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    catalog: Catalog
+    providers: dict[str, ProviderConfig]
+    registry: ProviderRegistry
+    health: HealthBook
+    authenticator: Authenticator
+    chat: ChatService
+
+    async def readiness(self) -> dict[str, str]:
+        checks = {"catalog": "ok" if self.catalog.models else "empty"}
+        checks["database"] = await asyncio.to_thread(_database_check, self.settings.database_url)
+        return checks
+
+
+def _database_check(database_url: str) -> str:
+    try:
+        engine = create_engine(sync_url(database_url))
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return "ok"
+    except Exception:
+        return "down"
+
+
+def build_gateway(settings: Settings) -> Gateway:
+    catalog = Catalog.load(settings.catalog_files, settings.aliases)
+    providers = resolve_providers(catalog, settings)
+    registry = ProviderRegistry(providers, settings.upstream_pool_size)
+    health = HealthBook(settings.breaker.failure_threshold, settings.breaker.reset_seconds)
+    runner = FailoverRunner(registry.adapters, health, settings.attempt_timeout)
+    master = settings.master_key.get_secret_value() if settings.master_key else None
+    chat = ChatService(
+        catalog=catalog,
+        configured={name: p.configured for name, p in providers.items()},
+        how_to_configure={name: p.how_to_configure() for name, p in providers.items()},
+        runner=runner,
+        health=health,
+        recorder=AccessLogRecorder(),
+        request_timeout=settings.request_timeout,
+        max_models=settings.max_models,
+    )
+    return Gateway(settings, catalog, providers, registry, health, MasterKeyAuthenticator(master), chat)
+
+
+def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
+    gateway = build_gateway(settings)
+    if migrate:
+        upgrade(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.registry.start()
+        try:
+            yield
+        finally:
+            await gateway.registry.close()
+
+    app = FastAPIOffline(
+        title="CCAPI",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.gateway = gateway
+    for router in (chat_routes.router, catalog_routes.router, health_routes.router):
+        app.include_router(router)
+        app.include_router(router, prefix="/v1", include_in_schema=False)
+    install_error_handlers(app)
+    install_openapi(app)
+    app.add_middleware(RequestIdMiddleware)
+    return app

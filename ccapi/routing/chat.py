@@ -1,0 +1,241 @@
+"""The chat service: validate the request's models, plan, run, price, render."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+from starlette.responses import Response, StreamingResponse
+
+from ccapi.api.responses import json_response
+from ccapi.catalog.catalog import Catalog, ModelInfo
+from ccapi.core.errors import CCAPIError, GatewayTimeoutError, InvalidRequestError, UpstreamError
+from ccapi.core.recorder import Recorder
+from ccapi.core.sse import DONE, encode_data
+from ccapi.core.tokens import estimate_prompt_tokens, estimate_text_tokens
+from ccapi.core.types import RequestRecord, Usage
+from ccapi.providers.base import AttemptError
+from ccapi.routing.failover import Attempt, Deadline, FailoverRunner, StreamServed
+from ccapi.routing.health import HealthBook
+from ccapi.routing.plan import Needs, plan_candidates, requested_names, resolve_all
+from ccapi.schemas.chat import ChatCompletionRequest
+
+
+def usage_json(usage: Usage, input_cost: Decimal, output_cost: Decimal) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "input_cost": float(input_cost),
+        "output_cost": float(output_cost),
+    }
+    if usage.cached_tokens is not None:
+        out["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens is not None:
+        out["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return out
+
+
+def served_headers(info: ModelInfo, attempts: list[Attempt]) -> dict[str, str]:
+    return {
+        "x-ccapi-provider": info.provider.name,
+        "x-ccapi-model": info.id,
+        "x-ccapi-attempts": str(len(attempts)),
+    }
+
+
+class ChatService:
+    def __init__(
+        self,
+        catalog: Catalog,
+        configured: Mapping[str, bool],
+        how_to_configure: Mapping[str, str],
+        runner: FailoverRunner,
+        health: HealthBook,
+        recorder: Recorder,
+        request_timeout: float,
+        max_models: int,
+    ) -> None:
+        self.catalog = catalog
+        self.configured = configured
+        self.how_to_configure = how_to_configure
+        self.runner = runner
+        self.health = health
+        self.recorder = recorder
+        self.request_timeout = request_timeout
+        self.max_models = max_models
+
+    async def handle(self, req: ChatCompletionRequest, body: dict[str, Any], record: RequestRecord) -> Response:
+        """Answer the request; `record` is filled in and handed to the recorder."""
+        record.stream = bool(req.stream)
+        try:
+            candidates = self._plan(req, body, record)
+            deadline = Deadline(self.request_timeout)
+            if req.stream:
+                served = await self.runner.open_stream(candidates, body, deadline)
+                return self._stream_response(req, body, served, deadline, record)
+            return await self._complete(candidates, body, deadline, record)
+        except CCAPIError as exc:
+            self._finish_failed(record, exc)
+            raise
+
+    def _plan(self, req: ChatCompletionRequest, body: dict[str, Any], record: RequestRecord) -> list[ModelInfo]:
+        if req.model is None and not req.models:
+            raise InvalidRequestError("Missing required parameter: 'model' (or 'models').", param="model")
+        if req.models is not None and len(req.models) > self.max_models:
+            raise InvalidRequestError(f"'models' takes at most {self.max_models} entries.", param="models")
+        if req.stream_options is not None and not req.stream:
+            raise InvalidRequestError("'stream_options' is only allowed when 'stream' is true.", param="stream_options")
+        names = requested_names(req.model, req.models)
+        record.requested_models = [name for name, _ in names]
+        resolved = resolve_all(self.catalog, names)
+        plan = plan_candidates(
+            resolved, Needs.of(body), self.configured, self.how_to_configure, self.health.open_providers()
+        )
+        return plan.candidates
+
+    async def _complete(
+        self, candidates: list[ModelInfo], body: dict[str, Any], deadline: Deadline, record: RequestRecord
+    ) -> Response:
+        served, result = await self.runner.complete(candidates, body, deadline)
+        info = served.model
+        input_cost, output_cost = info.prices.cost(result.usage)
+        payload = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": info.id,
+            "provider": info.provider.name,
+            "choices": result.choices,
+            "usage": usage_json(result.usage, input_cost, output_cost),
+            **result.extra,
+        }
+        self._finish(record, info, served.attempts, 200, result.usage, input_cost, output_cost)
+        return json_response(payload, headers=served_headers(info, served.attempts))
+
+    def _stream_response(
+        self,
+        req: ChatCompletionRequest,
+        body: dict[str, Any],
+        served: StreamServed,
+        deadline: Deadline,
+        record: RequestRecord,
+    ) -> Response:
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        record.ttft_ms = served.ttft_ms
+        return StreamingResponse(
+            self._relay(served, body, include_usage, deadline, record),
+            media_type="text/event-stream",
+            headers={**served_headers(served.model, served.attempts), "cache-control": "no-cache"},
+        )
+
+    async def _relay(
+        self,
+        served: StreamServed,
+        body: dict[str, Any],
+        include_usage: bool,
+        deadline: Deadline,
+        record: RequestRecord,
+    ) -> AsyncIterator[bytes]:
+        info, stream = served.model, served.stream
+        base: dict[str, Any] = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": info.id,
+            "provider": info.provider.name,
+        }
+        if include_usage:
+            base["usage"] = None  # as OpenAI: null on every chunk but the last
+        delivered_chars = 0
+        error: CCAPIError | None = None
+        try:
+            fragment = served.first
+            while fragment is not None:
+                delivered_chars += _delta_chars(fragment)
+                yield encode_data({**base, **fragment})
+                if deadline.remaining() <= 0:
+                    raise GatewayTimeoutError(
+                        f"The request's deadline of {deadline.seconds:g}s passed mid-stream.", code="request_timeout"
+                    )
+                fragment = await anext(served.iterator, None)
+            if not stream.finished:
+                raise AttemptError("stream", f"{info.provider.name} ended the stream before it was complete")
+        except AttemptError as exc:
+            error = _stream_error(exc.message)
+        except CCAPIError as exc:
+            error = exc
+        finally:
+            await stream.aclose()
+            usage = _delivered_usage(stream.usage, body, delivered_chars)
+            input_cost, output_cost = info.prices.cost(usage)
+            if error is not None:
+                record.error_type = error.type
+            status = 200 if error is None else error.status
+            self._finish(record, info, served.attempts, status, usage, input_cost, output_cost)
+        if error is not None:
+            # After a mid-stream error only [DONE] may follow (the contract).
+            yield encode_data(error.to_dict())
+        elif include_usage:
+            yield encode_data({**base, "choices": [], "usage": usage_json(usage, input_cost, output_cost)})
+        yield DONE
+
+    def _finish(
+        self,
+        record: RequestRecord,
+        info: ModelInfo,
+        attempts: list[Attempt],
+        status: int,
+        usage: Usage,
+        input_cost: Decimal,
+        output_cost: Decimal,
+    ) -> None:
+        record.model, record.provider = info.id, info.provider.name
+        record.attempts = [a.to_dict() for a in attempts]
+        record.status = status
+        record.prompt_tokens, record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        record.input_cost, record.output_cost = input_cost, output_cost
+        record.latency_ms = (time.time() - record.created) * 1000
+        self.recorder.record(record)
+
+    def record_rejected(self, record: RequestRecord, exc: Exception) -> None:
+        """A request refused before planning (bad body) still leaves its record."""
+        if isinstance(exc, CCAPIError):
+            self._finish_failed(record, exc)
+
+    def _finish_failed(self, record: RequestRecord, exc: CCAPIError) -> None:
+        record.status, record.error_type = exc.status, exc.type
+        if exc.details and isinstance(exc.details.get("attempts"), list):
+            record.attempts = exc.details["attempts"]
+        record.latency_ms = (time.time() - record.created) * 1000
+        self.recorder.record(record)
+
+
+def _stream_error(message: str) -> CCAPIError:
+    return UpstreamError(message, code="stream_interrupted")
+
+
+def _delta_chars(fragment: dict[str, Any]) -> int:
+    chars = 0
+    for choice in fragment.get("choices", ()):
+        delta = choice.get("delta") or {}
+        content = delta.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        for call in delta.get("tool_calls") or ():
+            chars += len((call.get("function") or {}).get("arguments") or "")
+    return chars
+
+
+def _delivered_usage(reported: Usage, body: dict[str, Any], delivered_chars: int) -> Usage:
+    """The upstream's usage when it sent it; else an estimate of what was
+    delivered (a cut stream still pays for its delivered tokens)."""
+    if reported.prompt_tokens or reported.completion_tokens:
+        return reported
+    return Usage(
+        prompt_tokens=estimate_prompt_tokens(body),
+        completion_tokens=estimate_text_tokens(delivered_chars),
+    )
