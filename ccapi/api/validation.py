@@ -48,6 +48,9 @@ def to_invalid_request(exc: ValidationError, data: Any) -> InvalidRequestError:
     if err["type"] == "union_tag_invalid":
         path += "." + str(err["ctx"]["discriminator"]).strip("'")
         message = f"Invalid value: {err['ctx']['tag']!r}. Expected one of {err['ctx']['expected_tags']}."
+    elif err["type"] == "union_tag_not_found":
+        path += "." + str(err["ctx"]["discriminator"]).strip("'")
+        message = "Missing required parameter."
     elif err["type"] == "missing":
         message = "Missing required parameter."
     if not path:

@@ -137,14 +137,17 @@ def test_fails_over_to_the_next_candidate(client: httpx.Client, failing: str) ->
 
 
 def test_model_may_be_omitted_when_models_is_given(client: httpx.Client) -> None:
-    r = client.post("/chat/completions", json={"messages": SEED_REQUEST["messages"], "models": ["google/gemini-2.5-flash"]})
+    r = client.post(
+        "/chat/completions", json={"messages": SEED_REQUEST["messages"], "models": ["google/gemini-2.5-flash"]}
+    )
     assert r.status_code == 200 and r.json()["model"] == "google/gemini-2.5-flash"
 
 
 def test_a_request_error_upstream_is_returned_at_once(client: httpx.Client, sim: ServerProcess) -> None:
     before = sim_calls(sim)
     r = client.post(
-        "/chat/completions", json={**SEED_REQUEST, "model": "groq/openai/gpt-oss-120b", "models": ["openai/gpt-4o-mini"]}
+        "/chat/completions",
+        json={**SEED_REQUEST, "model": "groq/openai/gpt-oss-120b", "models": ["openai/gpt-4o-mini"]},
     )
     assert r.status_code == 400
     error = r.json()["error"]
