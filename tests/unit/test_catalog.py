@@ -86,7 +86,7 @@ def test_a_bad_entry_names_file_entry_and_field(tmp_path: Path, change: tuple[st
 def test_broken_yaml_is_named(tmp_path: Path) -> None:
     bad = tmp_path / "broken.yaml"
     bad.write_text("provider: [unclosed\n")
-    with pytest.raises(CatalogError, match="broken.yaml: not valid YAML"):
+    with pytest.raises(CatalogError, match=r"broken\.yaml: not valid YAML"):
         Catalog.load([bad])
 
 
