@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ccapi.catalog.schema import ProviderQuirks
+from ccapi.core.errors import InvalidRequestError
 from ccapi.core.types import ChatResult, Usage
 from ccapi.providers.base import StreamError, UpstreamCall
 
@@ -44,6 +45,8 @@ class OpenAIDialect:
         body = {k: v for k, v in call.body.items() if k not in _OURS}
         body["model"] = call.upstream_model
         quirks = self.quirks
+        if quirks.single_choice and (body.get("n") or 1) > 1:
+            raise InvalidRequestError("This provider returns one choice only; 'n' must be 1.", param="n")
         for name in quirks.drop_params:
             body.pop(name, None)
         for ours, theirs in quirks.rename_params.items():
@@ -53,6 +56,8 @@ class OpenAIDialect:
         limit = body.pop("max_completion_tokens", None) or body.pop("max_tokens", None)
         if limit is not None:
             body[quirks.max_tokens_field] = limit
+        if quirks.no_stream_options:
+            body.pop("stream_options", None)
         if stream:
             body["stream"] = True
             if not quirks.no_stream_options:

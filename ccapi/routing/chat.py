@@ -210,6 +210,7 @@ class ChatService:
         record.status, record.error_type = exc.status, exc.type
         if exc.details and isinstance(exc.details.get("attempts"), list):
             record.attempts = exc.details["attempts"]
+            exc.headers["x-ccapi-attempts"] = str(len(record.attempts))
         record.latency_ms = (time.time() - record.created) * 1000
         self.recorder.record(record)
 

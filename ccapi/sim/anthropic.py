@@ -25,14 +25,25 @@ from typing import Any, Final
 
 import orjson
 
-from ccapi.sim.content import Choice, InvalidRequest, Reply, SimRequest, Tool, new_id, prompt_tokens
+from ccapi.sim.content import (
+    Choice,
+    InvalidRequest,
+    LastRole,
+    Reply,
+    SimRequest,
+    Tool,
+    ToolChoice,
+    new_id,
+    prompt_tokens,
+)
 
 __all__ = ["AnthropicCall", "AnthropicDialect"]
 
+# Simulated catalogue entries (ids are real model names; dates are placeholders).
 MODELS: Final = (
-    ("claude-sonnet-4-5", "Claude Sonnet 4.5", "2025-09-29T00:00:00Z"),
+    ("claude-opus-4-7", "Claude Opus 4.7", "2026-01-01T00:00:00Z"),
+    ("claude-sonnet-4-6", "Claude Sonnet 4.6", "2026-01-01T00:00:00Z"),
     ("claude-haiku-4-5", "Claude Haiku 4.5", "2025-10-01T00:00:00Z"),
-    ("claude-opus-4-5", "Claude Opus 4.5", "2025-11-01T00:00:00Z"),
 )
 
 # status -> (error.type, default message), as listed on the API's errors page.
@@ -140,7 +151,7 @@ class AnthropicDialect:
                 raise InvalidRequest("messages: Input should be a valid list of objects")
             last_has_result = _block_texts(message.get("content"), texts)
         role = messages[-1].get("role")
-        last_role = "other" if role != "user" else "tool" if last_has_result else "user"
+        last_role: LastRole = "other" if role != "user" else "tool" if last_has_result else "user"
 
         tools = []
         for item in body.get("tools") or ():
@@ -150,7 +161,7 @@ class AnthropicDialect:
                 schema = item.get("input_schema")
                 tools.append(Tool(item["name"], schema if isinstance(schema, Mapping) else None))
 
-        choice = "auto"
+        choice: ToolChoice = "auto"
         forced = None
         parallel_allowed = True
         tool_choice = body.get("tool_choice")
@@ -168,10 +179,9 @@ class AnthropicDialect:
         # top-level `output_format`; both are {"type": "json_schema", "schema"}.
         schema_out: Mapping[str, Any] | None = None
         json_mode = False
-        for fmt in (
-            (body.get("output_config") or {}).get("format") if isinstance(body.get("output_config"), Mapping) else None,
-            body.get("output_format"),
-        ):
+        output_config = body.get("output_config")
+        ga_format = output_config.get("format") if isinstance(output_config, Mapping) else None
+        for fmt in (ga_format, body.get("output_format")):
             if isinstance(fmt, Mapping) and fmt.get("type") == "json_schema":
                 raw = fmt.get("schema")
                 schema_out = raw if isinstance(raw, Mapping) else {}
@@ -182,7 +192,7 @@ class AnthropicDialect:
             prompt_tokens=prompt_tokens(texts, message_count),
             last_role=last_role,
             tools=tools,
-            tool_choice=choice,  # type: ignore[arg-type]
+            tool_choice=choice,
             forced_tool=forced,
             parallel_allowed=parallel_allowed,
             max_tokens=max_tokens,

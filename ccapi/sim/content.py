@@ -35,10 +35,12 @@ __all__ = [
     "WORDS",
     "Choice",
     "InvalidRequest",
+    "LastRole",
     "Reply",
     "SimRequest",
     "Tool",
     "ToolCall",
+    "ToolChoice",
     "count_words",
     "generate",
     "new_id",
@@ -57,10 +59,17 @@ DEFAULT_TOKENS: Final = 12
 TOKENS_PER_MESSAGE: Final = 4
 JSON_PIECE_CHARS: Final = 4
 CHOICE_WORD_OFFSET: Final = 5
-# Keeps a hostile or mistaken `tokens=` from making one answer allocate gigabytes.
-MAX_TOKENS_PER_REPLY: Final = 1_000_000
+# Keeps a mistaken `tokens=` from making one answer allocate gigabytes (a
+# streamed token is a few hundred bytes on the wire).
+MAX_TOKENS_PER_REPLY: Final = 100_000
+# Replies up to this length are memoized; longer ones are rare (load tests) and
+# would pin large tuples in the cache.
+_CACHED_REPLY_TOKENS: Final = 1024
 
 Finish = Literal["stop", "length", "tool_calls"]
+LastRole = Literal["user", "tool", "other"]
+"""Who spoke last: the user, a tool result, or anything else (assistant prefill)."""
+ToolChoice = Literal["auto", "none", "required"]
 
 # Unique ids without per-request syscalls: a random per-process prefix plus a
 # counter. Real ids are opaque; uniqueness is what clients rely on.
@@ -96,9 +105,9 @@ class SimRequest:
     """What the content rules need to know about a request, in neutral terms."""
 
     prompt_tokens: int
-    last_role: Literal["user", "tool", "other"] = "user"
+    last_role: LastRole = "user"
     tools: list[Tool] = field(default_factory=list)
-    tool_choice: Literal["auto", "none", "required"] = "auto"
+    tool_choice: ToolChoice = "auto"
     forced_tool: str | None = None
     parallel_allowed: bool = True
     max_tokens: int | None = None
@@ -149,16 +158,24 @@ def prompt_tokens(texts: Iterable[str], messages: int) -> int:
     return sum(len(t.split()) for t in texts) + TOKENS_PER_MESSAGE * messages
 
 
-@lru_cache(maxsize=4096)
 def reply_words(count: int, offset: int = 0) -> tuple[str, tuple[str, ...]]:
     """The reply text of `count` words starting at word `offset`, and its pieces.
 
-    Cached: almost every request asks for the default length, so the no-fault
-    path reuses one precomputed tuple instead of joining words each time.
+    Almost every request asks for the default length, so short replies come
+    from a cache instead of being joined word by word each time.
     """
+    if count <= _CACHED_REPLY_TOKENS:
+        return _cached_reply_words(count, offset)
+    return _build_reply_words(count, offset)
+
+
+def _build_reply_words(count: int, offset: int) -> tuple[str, tuple[str, ...]]:
     n = len(WORDS)
     pieces = tuple(WORDS[(offset + i) % n] if i == 0 else " " + WORDS[(offset + i) % n] for i in range(count))
     return "".join(pieces), pieces
+
+
+_cached_reply_words = lru_cache(maxsize=256)(_build_reply_words)
 
 
 def _json_pieces(text: str) -> tuple[str, ...]:

@@ -27,7 +27,17 @@ from typing import Any, Final
 
 import orjson
 
-from ccapi.sim.content import Choice, InvalidRequest, Reply, SimRequest, Tool, new_id, prompt_tokens
+from ccapi.sim.content import (
+    Choice,
+    InvalidRequest,
+    LastRole,
+    Reply,
+    SimRequest,
+    Tool,
+    ToolChoice,
+    new_id,
+    prompt_tokens,
+)
 
 __all__ = ["GeminiCall", "GeminiDialect"]
 
@@ -158,7 +168,9 @@ class GeminiDialect:
                 raise InvalidRequest("Invalid value at 'contents': expected an object.")
             last_has_response = _parts_texts(content, texts)
         role = contents[-1].get("role", "user")
-        last_role = "tool" if last_has_response or role == "function" else "user" if role == "user" else "other"
+        last_role: LastRole = (
+            "tool" if last_has_response or role == "function" else "user" if role == "user" else "other"
+        )
 
         tools: list[Tool] = []
         for entry in body.get("tools") or ():
@@ -170,10 +182,14 @@ class GeminiDialect:
                     params = _pick(decl, "parametersJsonSchema", "parameters_json_schema") or decl.get("parameters")
                     tools.append(Tool(decl["name"], params if isinstance(params, Mapping) else None))
 
-        choice = "auto"
+        choice: ToolChoice = "auto"
         forced = None
         tool_config = _pick(body, "toolConfig", "tool_config")
-        fc_config = _pick(tool_config, "functionCallingConfig", "function_calling_config") if tool_config else None
+        fc_config = (
+            _pick(tool_config, "functionCallingConfig", "function_calling_config")
+            if isinstance(tool_config, Mapping)
+            else None
+        )
         if isinstance(fc_config, Mapping):
             mode = str(fc_config.get("mode", "AUTO")).upper()
             if mode == "NONE":
@@ -201,7 +217,7 @@ class GeminiDialect:
             prompt_tokens=prompt_tokens(texts, message_count),
             last_role=last_role,
             tools=tools,
-            tool_choice=choice,  # type: ignore[arg-type]
+            tool_choice=choice,
             forced_tool=forced,
             parallel_allowed=True,
             max_tokens=max_tokens,

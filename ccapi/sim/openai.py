@@ -22,7 +22,17 @@ from typing import Any, Final
 
 import orjson
 
-from ccapi.sim.content import Choice, InvalidRequest, Reply, SimRequest, Tool, new_id, prompt_tokens
+from ccapi.sim.content import (
+    Choice,
+    InvalidRequest,
+    LastRole,
+    Reply,
+    SimRequest,
+    Tool,
+    ToolChoice,
+    new_id,
+    prompt_tokens,
+)
 
 __all__ = ["OpenAICall", "OpenAIDialect"]
 
@@ -131,10 +141,10 @@ class OpenAIDialect:
             _texts(message.get("content"), texts)
         last = messages[-1]
         role = last.get("role")
-        last_role = "user" if role == "user" else "tool" if role in ("tool", "function") else "other"
+        last_role: LastRole = "user" if role == "user" else "tool" if role in ("tool", "function") else "other"
 
         tool_choice = body.get("tool_choice", "auto")
-        choice = "auto"
+        choice: ToolChoice = "auto"
         forced: str | None = None
         if tool_choice in ("none", "required"):
             choice = tool_choice
@@ -170,7 +180,7 @@ class OpenAIDialect:
             prompt_tokens=prompt_tokens(texts, len(messages)),
             last_role=last_role,
             tools=_tools(body.get("tools")),
-            tool_choice=choice,  # type: ignore[arg-type]
+            tool_choice=choice,
             forced_tool=forced,
             parallel_allowed=body.get("parallel_tool_calls", True) is not False,
             max_tokens=max_tokens,

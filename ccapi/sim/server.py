@@ -140,6 +140,19 @@ def _abort(request: web.BaseRequest) -> None:
     transport.abort()
 
 
+def _hang_up(request: web.BaseRequest) -> None:
+    """Close the connection mid-response (FIN after flushing what was written).
+
+    Used by `cut_after`: the client gets exactly the bytes sent so far and then
+    an end of stream without the chunked terminator (or short of the promised
+    Content-Length). An RST here would race with the client's reads, since a
+    reset discards data still unread in the client's socket buffer.
+    """
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+
+
 def _stats_path(request: web.Request) -> str:
     """The request path without the fault prefix (what the provider would see)."""
     if "fault" in request.match_info:
@@ -216,7 +229,7 @@ class _Simulator:
             resp.content_length = len(body)
             await resp.prepare(request)
             await resp.write(body[: faults.cut_after])
-            _abort(request)
+            _hang_up(request)
             return resp
         return web.Response(status=status, body=body, headers=headers)
 
@@ -251,7 +264,7 @@ class _Simulator:
         delay = faults.chunk_delay_ms / 1000
         for position, event in enumerate(events):
             if faults.cut_after is not None and position >= faults.cut_after:
-                _abort(request)
+                _hang_up(request)
                 return resp
             if position and delay:
                 await asyncio.sleep(delay)

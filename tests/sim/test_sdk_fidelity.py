@@ -29,7 +29,7 @@ pytestmark = pytest.mark.timeout(60)
 # The documented content rules: 12 words from the fixed list, 1 word = 1 token;
 # prompt tokens = words + 4 per message.
 DEFAULT_TEXT = "the quick brown fox jumps over a lazy dog while seven silver"
-HELLO = [{"role": "user", "content": "hello there simulator"}]  # 3 words + 4 = 7 prompt tokens
+HELLO: Any = [{"role": "user", "content": "hello there simulator"}]  # 3 words + 4 = 7 prompt tokens
 WEATHER_SCHEMA = {
     "type": "object",
     "properties": {
@@ -75,6 +75,18 @@ def gem(sim: ServerProcess) -> genai.Client:
     return genai.Client(api_key="sim-key", http_options=genai_types.HttpOptions(base_url=sim.url))
 
 
+def first_text(content: Any) -> str:
+    """The text of the first content block, which must be a text block."""
+    block = content[0]
+    assert block.type == "text"
+    return str(block.text)
+
+
+def names(calls: Any) -> list[str]:
+    """Function names of OpenAI tool calls."""
+    return [c.function.name for c in calls or []]
+
+
 def stats(sim: ServerProcess) -> dict[str, Any]:
     return dict(httpx.get(f"{sim.url}/_sim/stats").json())
 
@@ -88,7 +100,7 @@ def get_weather(city: str, unit: str) -> str:
 
 
 def test_openai_plain(oai: openai.OpenAI) -> None:
-    r = oai.chat.completions.create(model="gpt-4o-mini", messages=HELLO)  # type: ignore[arg-type]
+    r = oai.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
     assert r.object == "chat.completion"
     assert r.model == "gpt-4o-mini"
     assert r.choices[0].message.content == DEFAULT_TEXT
@@ -101,7 +113,7 @@ def test_openai_plain(oai: openai.OpenAI) -> None:
 def test_openai_stream_with_usage_matches_non_streaming(oai: openai.OpenAI) -> None:
     stream = oai.chat.completions.create(
         model="gpt-4o-mini",
-        messages=HELLO,  # type: ignore[arg-type]
+        messages=HELLO,
         stream=True,
         stream_options={"include_usage": True},
     )
@@ -119,7 +131,7 @@ def test_openai_stream_with_usage_matches_non_streaming(oai: openai.OpenAI) -> N
 
 
 def test_openai_stream_without_usage_has_no_usage_chunk(oai: openai.OpenAI) -> None:
-    chunks = list(oai.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True))  # type: ignore[arg-type]
+    chunks = list(oai.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True))
     assert all(c.choices for c in chunks)
     assert all(c.usage is None for c in chunks)
 
@@ -127,11 +139,11 @@ def test_openai_stream_without_usage_has_no_usage_chunk(oai: openai.OpenAI) -> N
 async def test_openai_async_client(sim: ServerProcess) -> None:
     client = openai.AsyncOpenAI(api_key="sk-sim", base_url=f"{sim.url}/v1", max_retries=0)
     async with client:
-        r = await client.chat.completions.create(model="gpt-4.1", messages=HELLO)  # type: ignore[arg-type]
+        r = await client.chat.completions.create(model="gpt-4.1", messages=HELLO)
         assert r.choices[0].message.content == DEFAULT_TEXT
         stream = await client.chat.completions.create(
             model="gpt-4.1",
-            messages=HELLO,  # type: ignore[arg-type]
+            messages=HELLO,
             stream=True,
             stream_options={"include_usage": True},
         )
@@ -183,14 +195,14 @@ def test_openai_forced_and_parallel_tool_choice(oai: openai.OpenAI) -> None:
         tool_choice={"type": "function", "function": {"name": "get_time"}},
     )
     calls = forced.choices[0].message.tool_calls
-    assert calls is not None and [c.function.name for c in calls] == ["get_time"]
-    assert calls[0].function.arguments == "{}"
+    assert names(calls) == ["get_time"]
+    assert calls is not None and calls[0].model_dump()["function"]["arguments"] == "{}"
 
     parallel = oai.chat.completions.create(
         model="gpt-4o-mini@parallel=1", messages=[{"role": "user", "content": "both?"}], tools=OPENAI_TOOLS
     )
     calls = parallel.choices[0].message.tool_calls
-    assert calls is not None and [c.function.name for c in calls] == ["get_weather", "get_time"]
+    assert calls is not None and names(calls) == ["get_weather", "get_time"]
     assert len({c.id for c in calls}) == 2
 
     serial = oai.chat.completions.create(
@@ -199,7 +211,7 @@ def test_openai_forced_and_parallel_tool_choice(oai: openai.OpenAI) -> None:
         tools=OPENAI_TOOLS,
         parallel_tool_calls=False,
     )
-    assert [c.function.name for c in serial.choices[0].message.tool_calls or []] == ["get_weather"]
+    assert names(serial.choices[0].message.tool_calls) == ["get_weather"]
 
     none = oai.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], tools=OPENAI_TOOLS, tool_choice="none"
@@ -208,16 +220,16 @@ def test_openai_forced_and_parallel_tool_choice(oai: openai.OpenAI) -> None:
 
 
 def test_openai_max_tokens_caps_with_length(oai: openai.OpenAI) -> None:
-    r = oai.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_completion_tokens=3)  # type: ignore[arg-type]
+    r = oai.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_completion_tokens=3)
     assert r.choices[0].message.content == "the quick brown"
     assert r.choices[0].finish_reason == "length"
     assert r.usage is not None and r.usage.completion_tokens == 3
-    legacy = oai.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=2)  # type: ignore[arg-type]
+    legacy = oai.chat.completions.create(model="gpt-4o-mini", messages=HELLO, max_tokens=2)
     assert legacy.choices[0].message.content == "the quick"
 
 
 def test_openai_n_choices_and_tokens_fault(oai: openai.OpenAI) -> None:
-    r = oai.chat.completions.create(model="gpt-4o-mini@tokens=4", messages=HELLO, n=2)  # type: ignore[arg-type]
+    r = oai.chat.completions.create(model="gpt-4o-mini@tokens=4", messages=HELLO, n=2)
     assert [c.index for c in r.choices] == [0, 1]
     assert r.choices[0].message.content == "the quick brown fox"
     assert r.choices[1].message.content == "over a lazy dog"  # choice i starts at word 5*i
@@ -225,11 +237,11 @@ def test_openai_n_choices_and_tokens_fault(oai: openai.OpenAI) -> None:
 
 
 def test_openai_structured_outputs(oai: openai.OpenAI) -> None:
-    parsed = oai.chat.completions.parse(model="gpt-4o-mini", messages=HELLO, response_format=City)  # type: ignore[arg-type]
+    parsed = oai.chat.completions.parse(model="gpt-4o-mini", messages=HELLO, response_format=City)
     assert parsed.choices[0].message.parsed == City(name="sample", population=1, tags=["sample"], capital=True)
     obj = oai.chat.completions.create(
         model="gpt-4o-mini",
-        messages=HELLO,  # type: ignore[arg-type]
+        messages=HELLO,
         response_format={"type": "json_object"},
     )
     assert json.loads(obj.choices[0].message.content or "") == {"result": "sample"}
@@ -239,15 +251,15 @@ def test_openai_error_statuses_raise_the_sdk_classes(oai: openai.OpenAI) -> None
     with pytest.raises(openai.RateLimitError) as rate:
         oai.chat.completions.create(
             model="gpt-4o-mini",
-            messages=HELLO,  # type: ignore[arg-type]
+            messages=HELLO,
             extra_headers={"x-sim-fault": "status=429,retry_after=7"},
         )
     assert rate.value.response.headers["retry-after"] == "7"
     assert rate.value.code == "rate_limit_exceeded"
     with pytest.raises(openai.InternalServerError):
-        oai.chat.completions.create(model="gpt-4o-mini@status=503", messages=HELLO)  # type: ignore[arg-type]
+        oai.chat.completions.create(model="gpt-4o-mini@status=503", messages=HELLO)
     with pytest.raises(openai.NotFoundError):
-        oai.chat.completions.create(model="gpt-4o-mini@status=404", messages=HELLO)  # type: ignore[arg-type]
+        oai.chat.completions.create(model="gpt-4o-mini@status=404", messages=HELLO)
     with pytest.raises(openai.BadRequestError) as bad:
         oai.chat.completions.create(model="gpt-4o-mini", messages=[])
     assert bad.value.param == "messages"
@@ -256,7 +268,7 @@ def test_openai_error_statuses_raise_the_sdk_classes(oai: openai.OpenAI) -> None
 def test_openai_in_stream_error_raises_api_error(oai: openai.OpenAI) -> None:
     stream = oai.chat.completions.create(
         model="gpt-4o-mini@stream_error_after=3",
-        messages=HELLO,  # type: ignore[arg-type]
+        messages=HELLO,
         stream=True,
     )
     received: list[str] = []
@@ -268,8 +280,8 @@ def test_openai_in_stream_error_raises_api_error(oai: openai.OpenAI) -> None:
 
 def test_openai_reset_and_cut_raise_connection_errors(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.APIConnectionError):
-        oai.chat.completions.create(model="gpt-4o-mini@reset=1", messages=HELLO)  # type: ignore[arg-type]
-    stream = oai.chat.completions.create(model="gpt-4o-mini@cut_after=3", messages=HELLO, stream=True)  # type: ignore[arg-type]
+        oai.chat.completions.create(model="gpt-4o-mini@reset=1", messages=HELLO)
+    stream = oai.chat.completions.create(model="gpt-4o-mini@cut_after=3", messages=HELLO, stream=True)
     received = []
     with pytest.raises(openai.APIConnectionError):
         for chunk in stream:
@@ -286,11 +298,11 @@ def test_openai_models_list(oai: openai.OpenAI) -> None:
 
 
 def test_anthropic_plain(claude: anthropic.Anthropic) -> None:
-    m = claude.messages.create(model="claude-haiku-4-5", max_tokens=256, system="be brief", messages=HELLO)  # type: ignore[arg-type]
+    m = claude.messages.create(model="claude-haiku-4-5", max_tokens=256, system="be brief", messages=HELLO)
     assert m.type == "message" and m.role == "assistant" and m.model == "claude-haiku-4-5"
     assert m.id.startswith("msg_")
     assert [b.type for b in m.content] == ["text"]
-    assert m.content[0].text == DEFAULT_TEXT  # type: ignore[union-attr]
+    assert first_text(m.content) == DEFAULT_TEXT
     assert m.stop_reason == "end_turn" and m.stop_sequence is None
     # system prompt: 2 words + 4, message: 3 words + 4
     assert (m.usage.input_tokens, m.usage.output_tokens) == (13, 12)
@@ -299,13 +311,13 @@ def test_anthropic_plain(claude: anthropic.Anthropic) -> None:
 
 
 def test_anthropic_stream_final_message_equals_non_streaming(claude: anthropic.Anthropic) -> None:
-    plain = claude.messages.create(model="claude-haiku-4-5", max_tokens=256, messages=HELLO)  # type: ignore[arg-type]
+    plain = claude.messages.create(model="claude-haiku-4-5", max_tokens=256, messages=HELLO)
     event_types = []
-    with claude.messages.stream(model="claude-haiku-4-5", max_tokens=256, messages=HELLO) as stream:  # type: ignore[arg-type]
+    with claude.messages.stream(model="claude-haiku-4-5", max_tokens=256, messages=HELLO) as stream:
         for event in stream:
             event_types.append(event.type)
         final = stream.get_final_message()
-    assert final.content[0].text == plain.content[0].text == DEFAULT_TEXT  # type: ignore[union-attr]
+    assert first_text(final.content) == first_text(plain.content) == DEFAULT_TEXT
     assert final.stop_reason == "end_turn"
     assert (final.usage.input_tokens, final.usage.output_tokens) == (plain.usage.input_tokens, 12)
     assert event_types[0] == "message_start" and event_types[-1] == "message_stop"
@@ -354,16 +366,12 @@ def test_anthropic_tool_use_and_tool_result(claude: anthropic.Anthropic) -> None
     assert streamed.content[0].type == "tool_use" and streamed.content[0].input == WEATHER_ARGS
     assert streamed.usage.output_tokens == m.usage.output_tokens
 
-    follow = claude.messages.create(
-        model="claude-sonnet-4-6",
-        max_tokens=256,
-        tools=tools,
-        messages=[
-            {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": [block.model_dump(exclude_none=True)]},  # type: ignore[list-item]
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "sunny"}]},
-        ],
-    )
+    history: Any = [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": [block.model_dump(exclude_none=True)]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": block.id, "content": "sunny"}]},
+    ]
+    follow = claude.messages.create(model="claude-sonnet-4-6", max_tokens=256, tools=tools, messages=history)
     assert follow.stop_reason == "end_turn"
     assert follow.content[0].type == "text" and follow.content[0].text == DEFAULT_TEXT
 
@@ -379,39 +387,39 @@ def test_anthropic_tool_use_and_tool_result(claude: anthropic.Anthropic) -> None
 
 
 def test_anthropic_max_tokens_and_structured_output(claude: anthropic.Anthropic) -> None:
-    capped = claude.messages.create(model="claude-haiku-4-5", max_tokens=2, messages=HELLO)  # type: ignore[arg-type]
+    capped = claude.messages.create(model="claude-haiku-4-5", max_tokens=2, messages=HELLO)
     assert capped.stop_reason == "max_tokens"
-    assert capped.content[0].text == "the quick"  # type: ignore[union-attr]
-    parsed = claude.messages.parse(model="claude-haiku-4-5", max_tokens=500, messages=HELLO, output_format=City)  # type: ignore[arg-type]
+    assert first_text(capped.content) == "the quick"
+    parsed = claude.messages.parse(model="claude-haiku-4-5", max_tokens=500, messages=HELLO, output_format=City)
     assert parsed.parsed_output == City(name="sample", population=1, tags=["sample"], capital=True)
 
 
 def test_anthropic_cached_tokens_fault_reports_cache_reads(claude: anthropic.Anthropic) -> None:
-    m = claude.messages.create(model="claude-haiku-4-5@cached_tokens=5", max_tokens=64, messages=HELLO)  # type: ignore[arg-type]
+    m = claude.messages.create(model="claude-haiku-4-5@cached_tokens=5", max_tokens=64, messages=HELLO)
     # Anthropic reports cache reads apart from input_tokens (7 prompt tokens in all).
     assert (m.usage.input_tokens, m.usage.cache_read_input_tokens) == (2, 5)
 
 
 def test_anthropic_errors(claude: anthropic.Anthropic, sim: ServerProcess) -> None:
     with pytest.raises(anthropic.OverloadedError) as overloaded:
-        claude.messages.create(model="claude-haiku-4-5@status=529", max_tokens=64, messages=HELLO)  # type: ignore[arg-type]
+        claude.messages.create(model="claude-haiku-4-5@status=529", max_tokens=64, messages=HELLO)
     assert overloaded.value.body == {
         "type": "error",
         "error": {"type": "overloaded_error", "message": "Overloaded"},
-        "request_id": overloaded.value.body["request_id"],  # type: ignore[index]
+        "request_id": overloaded.value.response.json()["request_id"],
     }
     with pytest.raises(anthropic.RateLimitError):
         claude.messages.create(
             model="claude-haiku-4-5",
             max_tokens=64,
-            messages=HELLO,  # type: ignore[arg-type]
+            messages=HELLO,
             extra_headers={"x-sim-fault": "status=429"},
         )
     with pytest.raises(anthropic.APIStatusError, match="overloaded_error"):
         with claude.messages.stream(
             model="claude-haiku-4-5@stream_error_after=4",
             max_tokens=64,
-            messages=HELLO,  # type: ignore[arg-type]
+            messages=HELLO,
         ) as stream:
             for _ in stream:
                 pass
@@ -437,7 +445,7 @@ def test_anthropic_errors(claude: anthropic.Anthropic, sim: ServerProcess) -> No
 async def test_anthropic_async_stream(sim: ServerProcess) -> None:
     client = anthropic.AsyncAnthropic(api_key="k", base_url=sim.url, max_retries=0)
     async with client:
-        async with client.messages.stream(model="claude-haiku-4-5", max_tokens=64, messages=HELLO) as stream:  # type: ignore[arg-type]
+        async with client.messages.stream(model="claude-haiku-4-5", max_tokens=64, messages=HELLO) as stream:
             texts = [t async for t in stream.text_stream]
             final = await stream.get_final_message()
     assert "".join(texts) == DEFAULT_TEXT
@@ -491,7 +499,7 @@ def test_gemini_function_calling(gem: genai.Client) -> None:
             parts=[genai_types.Part.from_function_response(name="get_weather", response={"result": "sunny"})],
         ),
     ]
-    follow = gem.models.generate_content(model="gemini-2.5-flash", contents=history, config=config)  # type: ignore[arg-type]
+    follow = gem.models.generate_content(model="gemini-2.5-flash", contents=history, config=config)
     assert follow.function_calls is None
     assert follow.text == DEFAULT_TEXT
 
@@ -589,22 +597,22 @@ def test_missing_auth_is_rejected_per_provider(sim: ServerProcess) -> None:
 def test_fault_prefix_in_base_url_and_precedence(sim: ServerProcess) -> None:
     prefixed = openai.OpenAI(api_key="k", base_url=f"{sim.url}/_fault/status=503/v1", max_retries=0)
     with pytest.raises(openai.InternalServerError):
-        prefixed.chat.completions.create(model="gpt-4o-mini", messages=HELLO)  # type: ignore[arg-type]
+        prefixed.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
     # header beats path, model suffix beats header
     with pytest.raises(openai.RateLimitError):
         prefixed.chat.completions.create(
             model="gpt-4o-mini",
-            messages=HELLO,  # type: ignore[arg-type]
+            messages=HELLO,
             extra_headers={"x-sim-fault": "status=429"},
         )
     with pytest.raises(openai.NotFoundError):
         prefixed.chat.completions.create(
             model="gpt-4o-mini@status=404",
-            messages=HELLO,  # type: ignore[arg-type]
+            messages=HELLO,
             extra_headers={"x-sim-fault": "status=429"},
         )
     healthy = openai.OpenAI(api_key="k", base_url=f"{sim.url}/_fault/tokens=2/v1", max_retries=0)
-    r = healthy.chat.completions.create(model="gpt-4o-mini", messages=HELLO)  # type: ignore[arg-type]
+    r = healthy.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
     assert r.choices[0].message.content == "the quick"
     encoded = httpx.post(
         f"{sim.url}/_fault/content_type=text%2Fplain/v1/chat/completions",
@@ -620,11 +628,11 @@ def test_fail_times_then_success_and_stats(sim: ServerProcess, oai: openai.OpenA
     flaky = "gpt-4o-mini@status=500,fail_times=2,id=test_fail_times"
     for _ in range(2):
         with pytest.raises(openai.InternalServerError):
-            oai.chat.completions.create(model=flaky, messages=HELLO)  # type: ignore[arg-type]
-    assert oai.chat.completions.create(model=flaky, messages=HELLO).choices[0].message.content == DEFAULT_TEXT  # type: ignore[arg-type]
+            oai.chat.completions.create(model=flaky, messages=HELLO)
+    assert oai.chat.completions.create(model=flaky, messages=HELLO).choices[0].message.content == DEFAULT_TEXT
     # A different id has its own counter.
     with pytest.raises(openai.InternalServerError):
-        oai.chat.completions.create(model="gpt-4o-mini@status=500,fail_times=2,id=other", messages=HELLO)  # type: ignore[arg-type]
+        oai.chat.completions.create(model="gpt-4o-mini@status=500,fail_times=2,id=other", messages=HELLO)
     prefixed = httpx.post(
         f"{sim.url}/_fault/tokens=1/v1/messages",
         json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": HELLO},
@@ -641,12 +649,12 @@ def test_fail_times_then_success_and_stats(sim: ServerProcess, oai: openai.OpenA
 
 def test_latency_and_chunk_delay(sim: ServerProcess, oai: openai.OpenAI) -> None:
     started = time.monotonic()
-    oai.chat.completions.create(model="gpt-4o-mini@latency_ms=200", messages=HELLO)  # type: ignore[arg-type]
+    oai.chat.completions.create(model="gpt-4o-mini@latency_ms=200", messages=HELLO)
     assert time.monotonic() - started >= 0.2
     started = time.monotonic()
     stream = oai.chat.completions.create(
         model="gpt-4o-mini@tokens=3,chunk_delay_ms=50",
-        messages=HELLO,  # type: ignore[arg-type]
+        messages=HELLO,
         stream=True,
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream) == "the quick brown"
@@ -689,8 +697,8 @@ def configured_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerP
 
 def test_config_default_fault_has_lowest_precedence(configured_sim: ServerProcess) -> None:
     client = openai.OpenAI(api_key="k", base_url=f"{configured_sim.url}/v1", max_retries=0)
-    r = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)  # type: ignore[arg-type]
+    r = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
     assert r.choices[0].message.content == "the quick"
-    r = client.chat.completions.create(model="gpt-4o-mini@tokens=3", messages=HELLO)  # type: ignore[arg-type]
+    r = client.chat.completions.create(model="gpt-4o-mini@tokens=3", messages=HELLO)
     assert r.choices[0].message.content == "the quick brown"
     assert "ccapi sim listening on http://127.0.0.1:" in configured_sim.output()
