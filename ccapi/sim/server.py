@@ -45,7 +45,7 @@ from ccapi.sim.faults import (
 from ccapi.sim.gemini import GeminiDialect
 from ccapi.sim.openai import OpenAIDialect
 
-__all__ = ["SimConfig", "create_sim_app", "load_config", "run"]
+__all__ = ["SIM_STATE", "SimConfig", "create_sim_app", "load_config", "run"]
 
 FAULT_HEADER: Final = "x-sim-fault"
 FAULT_PREFIX: Final = "/_fault/{fault}"
@@ -254,27 +254,43 @@ class _Simulator:
         headers["Cache-Control"] = "no-cache"
         resp = web.StreamResponse(status=200, headers=headers)
         await resp.prepare(request)
+        try:
+            await self._write_events(request, resp, dialect, call, events, faults)
+        except ConnectionResetError:
+            # The client went away mid-stream (gateway cancellations do this on
+            # purpose); nothing to report and nobody to report it to.
+            pass
+        return resp
+
+    async def _write_events(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        dialect: Dialect,
+        call: Call,
+        events: list[bytes],
+        faults: FaultSpec,
+    ) -> None:
         if not faults.breaks_stream:
             # One write: nothing asks for pacing, so spare the syscalls.
             await resp.write(b"".join(events))
             await resp.write_eof()
-            return resp
+            return
         if faults.malformed:
             events.insert(1, dialect.malformed_event(call))
         delay = faults.chunk_delay_ms / 1000
         for position, event in enumerate(events):
             if faults.cut_after is not None and position >= faults.cut_after:
                 _hang_up(request)
-                return resp
+                return
             if position and delay:
                 await asyncio.sleep(delay)
             if faults.stream_error_after is not None and position >= faults.stream_error_after:
                 await resp.write(dialect.stream_error_event(call, position))
                 await resp.write_eof()
-                return resp
+                return
             await resp.write(event)
         await resp.write_eof()
-        return resp
 
     # --- the pipeline -----------------------------------------------------
 
