@@ -57,6 +57,9 @@ class StreamServed(Served):
     ttft_ms: float
 
 
+_MIN_ATTEMPT_SECONDS = 0.01
+
+
 class Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -146,7 +149,9 @@ class FailoverRunner:
     def _start(
         self, info: ModelInfo, deadline: Deadline, attempts: list[Attempt]
     ) -> tuple[ProviderAdapter, float] | None:
-        if deadline.remaining() <= 0:
+        # An attempt with only a few milliseconds left cannot succeed; it would
+        # only add a doomed upstream call.
+        if deadline.remaining() <= _MIN_ATTEMPT_SECONDS:
             raise self._timeout(attempts, deadline)
         adapter = self.adapters.get(info.provider.name)
         now = time.monotonic()

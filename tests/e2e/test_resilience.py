@@ -98,7 +98,8 @@ def test_overall_deadline_is_504(sim: ServerProcess, tmp_path: Path) -> None:
     assert r.status_code == 504, r.text
     assert r.json()["error"]["type"] == "timeout_error"
     assert 1.4 < elapsed < 3
-    assert len(r.json()["error"]["details"]["attempts"]) == 2
+    attempts = r.json()["error"]["details"]["attempts"]
+    assert len(attempts) >= 2 and all("did not answer within" in a["error"] for a in attempts)
 
 
 def test_the_client_disconnecting_mid_stream_does_not_hurt_the_gateway(client: httpx.Client) -> None:
