@@ -11,16 +11,18 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from sqlalchemy import create_engine, text
 
 from ccapi import __version__
 from ccapi.api import catalog as catalog_routes
 from ccapi.api import chat as chat_routes
 from ccapi.api import health as health_routes
-from ccapi.api.deps import Authenticator, MasterKeyAuthenticator
 from ccapi.api.errors import install_error_handlers
 from ccapi.api.middleware import RequestIdMiddleware
 from ccapi.api.openapi import install_openapi
+from ccapi.billing.keys import KeyAuthenticator, KeyCache
+from ccapi.billing.ledger import LedgerWriter
+from ccapi.billing.ratelimit import MemoryRateLimiter
+from ccapi.billing.service import BillingService
 from ccapi.catalog.catalog import Catalog
 from ccapi.config import Settings
 from ccapi.core.recorder import AccessLogRecorder
@@ -28,7 +30,8 @@ from ccapi.providers.registry import ProviderConfig, ProviderRegistry, resolve_p
 from ccapi.routing.chat import ChatService
 from ccapi.routing.failover import FailoverRunner
 from ccapi.routing.health import HealthBook
-from ccapi.storage.migrate import sync_url, upgrade
+from ccapi.storage.migrate import upgrade
+from ccapi.storage.store import Store
 
 log = logging.getLogger("ccapi")
 
@@ -46,24 +49,50 @@ class Gateway:
     providers: dict[str, ProviderConfig]
     registry: ProviderRegistry
     health: HealthBook
-    authenticator: Authenticator
+    store: Store
+    keys: KeyCache
+    ledger: LedgerWriter
+    billing: BillingService
+    authenticator: KeyAuthenticator
     chat: ChatService
 
     async def readiness(self) -> dict[str, str]:
         checks = {"catalog": "ok" if self.catalog.models else "empty"}
-        checks["database"] = await asyncio.to_thread(_database_check, self.settings.database_url)
+        try:
+            await asyncio.wait_for(self.store.ping(), timeout=2)
+            checks["database"] = "ok"
+        except Exception:
+            checks["database"] = "down"
         return checks
 
+    async def start(self) -> None:
+        await self.registry.start()
+        await self.store.release_expired()
+        await self.keys.start()
+        self.ledger.start()
+        self._sweeper = asyncio.create_task(self._sweep(), name="ccapi-reservation-sweeper")
 
-def _database_check(database_url: str) -> str:
-    try:
-        engine = create_engine(sync_url(database_url))
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-        return "ok"
-    except Exception:
-        return "down"
+    async def stop(self) -> None:
+        self._sweeper.cancel()
+        await self.ledger.close()
+        await self.keys.stop()
+        await self.registry.close()
+        await self.store.close()
+
+    async def _sweep(self) -> None:
+        """Release reservations of requests that died with their instance."""
+        while True:
+            await asyncio.sleep(RESERVATION_SWEEP_SECONDS)
+            try:
+                await self.store.release_expired()
+            except Exception:
+                log.warning("reservation sweep failed", exc_info=True)
+
+
+RESERVATION_SWEEP_SECONDS = 30.0
+# A reservation outlives its request's deadline by this much before the sweeper
+# treats the request as dead (its instance crashed).
+RESERVATION_GRACE_SECONDS = 60.0
 
 
 def build_gateway(settings: Settings) -> Gateway:
@@ -73,6 +102,12 @@ def build_gateway(settings: Settings) -> Gateway:
     health = HealthBook(settings.breaker.failure_threshold, settings.breaker.reset_seconds)
     runner = FailoverRunner(registry.adapters, health, settings.attempt_timeout)
     master = settings.master_key.get_secret_value() if settings.master_key else None
+    store = Store(settings.database_url)
+    keys = KeyCache(store)
+    ledger = LedgerWriter(store)
+    billing = BillingService(
+        store, keys, MemoryRateLimiter(), ledger, settings.request_timeout + RESERVATION_GRACE_SECONDS
+    )
     chat = ChatService(
         catalog=catalog,
         configured={name: p.configured for name, p in providers.items()},
@@ -82,8 +117,21 @@ def build_gateway(settings: Settings) -> Gateway:
         recorder=AccessLogRecorder(),
         request_timeout=settings.request_timeout,
         max_models=settings.max_models,
+        billing=billing,
     )
-    return Gateway(settings, catalog, providers, registry, health, MasterKeyAuthenticator(master), chat)
+    return Gateway(
+        settings,
+        catalog,
+        providers,
+        registry,
+        health,
+        store,
+        keys,
+        ledger,
+        billing,
+        KeyAuthenticator(master, keys),
+        chat,
+    )
 
 
 def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
@@ -93,11 +141,11 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await gateway.registry.start()
+        await gateway.start()
         try:
             yield
         finally:
-            await gateway.registry.close()
+            await gateway.stop()
 
     app = FastAPIOffline(
         title="CCAPI",

@@ -55,6 +55,6 @@ async def create_chat_completion(request: Request, principal: Annotated[Principa
         body = await json_body(request)
         req = validate_body(ChatCompletionRequest, body)
     except Exception as exc:
-        chat.record_rejected(record, exc)
+        await chat.record_rejected(record, exc)
         raise
-    return await chat.handle(req, body, record)
+    return await chat.handle(req, body, record, principal)

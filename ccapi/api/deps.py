@@ -25,6 +25,7 @@ from ccapi.core.errors import (
 
 if TYPE_CHECKING:
     from ccapi.app import Gateway
+    from ccapi.billing.types import ApiKey
 
 
 def gateway_of(request: Request) -> Gateway:
@@ -40,6 +41,7 @@ class Principal:
     account_id: str | None
     is_admin: bool
     is_master: bool = False
+    key: ApiKey | None = None
 
 
 class Authenticator(Protocol):
@@ -76,8 +78,13 @@ async def authenticated(request: Request) -> Principal:
     token = token_of(request)
     if token is None:
         raise AuthenticationError("Missing API key: send `Authorization: Bearer <key>`.", code="missing_api_key")
-    principal = await gateway_of(request).authenticator.authenticate(token)
+    gateway = gateway_of(request)
+    principal = await gateway.authenticator.authenticate(token)
     request.state.principal = principal
+    if principal.key is not None:
+        # Every answer to an account's key shows its rate limits (model calls
+        # replace these with the counts after admission).
+        request.scope["state"]["ratelimit_headers"] = await gateway.billing.headers_for(principal)
     return principal
 
 

@@ -33,12 +33,18 @@ class RequestIdMiddleware:
                 break
         if request_id is None:
             request_id = new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         header = (b"x-request-id", request_id.encode("latin-1"))
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), header]
+                headers = [*message.get("headers", ()), header]
+                limits = state.get("ratelimit_headers")
+                if limits:
+                    present = {name for name, _ in headers}
+                    headers += [(k.encode(), v.encode()) for k, v in limits.items() if k.encode() not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_id)

@@ -10,7 +10,9 @@ from typing import Any
 
 from starlette.responses import Response, StreamingResponse
 
+from ccapi.api.deps import Principal
 from ccapi.api.responses import json_response
+from ccapi.billing.service import Admission, BillingService
 from ccapi.catalog.catalog import Catalog, ModelInfo
 from ccapi.core.errors import CCAPIError, GatewayTimeoutError, InvalidRequestError, UpstreamError
 from ccapi.core.recorder import Recorder
@@ -58,7 +60,9 @@ class ChatService:
         recorder: Recorder,
         request_timeout: float,
         max_models: int,
+        billing: BillingService | None = None,
     ) -> None:
+        self.billing = billing
         self.catalog = catalog
         self.configured = configured
         self.how_to_configure = how_to_configure
@@ -68,18 +72,26 @@ class ChatService:
         self.request_timeout = request_timeout
         self.max_models = max_models
 
-    async def handle(self, req: ChatCompletionRequest, body: dict[str, Any], record: RequestRecord) -> Response:
-        """Answer the request; `record` is filled in and handed to the recorder."""
+    async def handle(
+        self, req: ChatCompletionRequest, body: dict[str, Any], record: RequestRecord, principal: Principal
+    ) -> Response:
+        """Answer the request; `record` is filled in, billed and handed to the recorder."""
         record.stream = bool(req.stream)
+        admission: Admission | None = None
         try:
             candidates = self._plan(req, body, record)
+            if self.billing is not None:
+                candidates = self.billing.allowed(principal, candidates)
+                admission = await self.billing.admit(principal, candidates, body)
             deadline = Deadline(self.request_timeout)
             if req.stream:
                 served = await self.runner.open_stream(candidates, body, deadline)
-                return self._stream_response(req, body, served, deadline, record)
-            return await self._complete(candidates, body, deadline, record)
+                return self._stream_response(req, body, served, deadline, record, admission)
+            return await self._complete(candidates, body, deadline, record, admission)
         except CCAPIError as exc:
-            self._finish_failed(record, exc)
+            if admission is not None:
+                exc.headers = {**admission.headers, **exc.headers}
+            await self._finish_failed(record, exc, admission)
             raise
 
     def _plan(self, req: ChatCompletionRequest, body: dict[str, Any], record: RequestRecord) -> list[ModelInfo]:
@@ -98,7 +110,12 @@ class ChatService:
         return plan.candidates
 
     async def _complete(
-        self, candidates: list[ModelInfo], body: dict[str, Any], deadline: Deadline, record: RequestRecord
+        self,
+        candidates: list[ModelInfo],
+        body: dict[str, Any],
+        deadline: Deadline,
+        record: RequestRecord,
+        admission: Admission | None,
     ) -> Response:
         served, result = await self.runner.complete(candidates, body, deadline)
         info = served.model
@@ -113,8 +130,11 @@ class ChatService:
             "usage": usage_json(result.usage, input_cost, output_cost),
             **result.extra,
         }
-        self._finish(record, info, served.attempts, 200, result.usage, input_cost, output_cost)
-        return json_response(payload, headers=served_headers(info, served.attempts))
+        await self._finish(record, info, served.attempts, 200, result.usage, input_cost, output_cost, admission)
+        headers = served_headers(info, served.attempts)
+        if admission is not None:
+            headers.update(admission.headers)
+        return json_response(payload, headers=headers)
 
     def _stream_response(
         self,
@@ -123,13 +143,17 @@ class ChatService:
         served: StreamServed,
         deadline: Deadline,
         record: RequestRecord,
+        admission: Admission | None,
     ) -> Response:
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         record.ttft_ms = served.ttft_ms
+        headers = {**served_headers(served.model, served.attempts), "cache-control": "no-cache"}
+        if admission is not None:
+            headers.update(admission.headers)
         return StreamingResponse(
-            self._relay(served, body, include_usage, deadline, record),
+            self._relay(served, body, include_usage, deadline, record, admission),
             media_type="text/event-stream",
-            headers={**served_headers(served.model, served.attempts), "cache-control": "no-cache"},
+            headers=headers,
         )
 
     async def _relay(
@@ -139,6 +163,7 @@ class ChatService:
         include_usage: bool,
         deadline: Deadline,
         record: RequestRecord,
+        admission: Admission | None,
     ) -> AsyncIterator[bytes]:
         info, stream = served.model, served.stream
         base: dict[str, Any] = {
@@ -175,7 +200,7 @@ class ChatService:
             if error is not None:
                 record.error_type = error.type
             status = 200 if error is None else error.status
-            self._finish(record, info, served.attempts, status, usage, input_cost, output_cost)
+            await self._finish(record, info, served.attempts, status, usage, input_cost, output_cost, admission)
         if error is not None:
             # After a mid-stream error only [DONE] may follow (the contract).
             yield encode_data(error.to_dict())
@@ -183,7 +208,7 @@ class ChatService:
             yield encode_data({**base, "choices": [], "usage": usage_json(usage, input_cost, output_cost)})
         yield DONE
 
-    def _finish(
+    async def _finish(
         self,
         record: RequestRecord,
         info: ModelInfo,
@@ -192,6 +217,7 @@ class ChatService:
         usage: Usage,
         input_cost: Decimal,
         output_cost: Decimal,
+        admission: Admission | None,
     ) -> None:
         record.model, record.provider = info.id, info.provider.name
         record.attempts = [a.to_dict() for a in attempts]
@@ -199,20 +225,27 @@ class ChatService:
         record.prompt_tokens, record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         record.input_cost, record.output_cost = input_cost, output_cost
         record.latency_ms = (time.time() - record.created) * 1000
-        self.recorder.record(record)
+        await self._record(record, admission)
 
-    def record_rejected(self, record: RequestRecord, exc: Exception) -> None:
+    async def _record(self, record: RequestRecord, admission: Admission | None) -> None:
+        self.recorder.record(record)
+        if self.billing is not None:
+            self.billing.settle(admission, record)
+            if admission is not None:
+                await self.billing.correct_tokens(admission, record)
+
+    async def record_rejected(self, record: RequestRecord, exc: Exception) -> None:
         """A request refused before planning (bad body) still leaves its record."""
         if isinstance(exc, CCAPIError):
-            self._finish_failed(record, exc)
+            await self._finish_failed(record, exc, None)
 
-    def _finish_failed(self, record: RequestRecord, exc: CCAPIError) -> None:
+    async def _finish_failed(self, record: RequestRecord, exc: CCAPIError, admission: Admission | None) -> None:
         record.status, record.error_type = exc.status, exc.type
         if exc.details and isinstance(exc.details.get("attempts"), list):
             record.attempts = exc.details["attempts"]
             exc.headers["x-ccapi-attempts"] = str(len(record.attempts))
         record.latency_ms = (time.time() - record.created) * 1000
-        self.recorder.record(record)
+        await self._record(record, admission)
 
 
 def _stream_error(message: str) -> CCAPIError:

@@ -1,0 +1,77 @@
+"""The ledger writer: settlements and usage rows, batched off the request path.
+
+A request hands its record over and returns; a background task writes
+batches (every 50 ms, or at 500 rows) in one transaction each. Reservations
+stay held until their settlement is written, so batching never lets spending
+outrun the balance. A graceful stop drains the queue (`close`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from ccapi.storage.store import Settlement, Store
+
+log = logging.getLogger("ccapi.ledger")
+
+FLUSH_SECONDS = 0.05
+BATCH_ROWS = 500
+
+
+class LedgerWriter:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._queue: asyncio.Queue[tuple[Settlement | None, dict[str, Any]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.written = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ccapi-ledger")
+
+    def submit(self, settlement: Settlement | None, row: dict[str, Any]) -> None:
+        self._queue.put_nowait((settlement, row))
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    async def close(self) -> None:
+        """Write everything still queued, then stop."""
+        self._closing = True
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            if not self._closing:
+                await asyncio.sleep(FLUSH_SECONDS)
+            while len(batch) < BATCH_ROWS and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write(batch)
+            for _ in batch:
+                self._queue.task_done()
+
+    async def _write(self, batch: list[tuple[Settlement | None, dict[str, Any]]]) -> None:
+        settlements = [s for s, _ in batch if s is not None]
+        rows = [r for _, r in batch]
+        delay = 0.1
+        while True:
+            try:
+                await self.store.record(settlements, rows)
+                self.written += len(rows)
+                return
+            except Exception:
+                # The database is briefly unavailable: keep the batch and retry.
+                # The batch is one transaction, so a retry never writes twice.
+                log.exception("ledger write failed; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

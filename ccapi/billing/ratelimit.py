@@ -1,0 +1,183 @@
+"""Requests-per-minute and tokens-per-minute limits over a sliding 60-second
+window, per key and per account.
+
+The window is kept as 60 one-second buckets: O(1) per request, exact to the
+second (the granularity of `Retry-After`). This is the single-process
+limiter; with CCAPI_REDIS_URL the same checks run in Redis so that a limit
+holds across instances.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+WINDOW = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    scope: str  # "key" | "account"
+    id: str
+    rpm: int | None
+    tpm: int | None
+
+
+@dataclass(slots=True)
+class Verdict:
+    allowed: bool
+    headers: dict[str, str]
+    # Set when refused: what the 429's details say.
+    scope: str | None = None
+    limit_type: str | None = None
+    limit: int | None = None
+    reset_seconds: int = 0
+
+
+class RateLimiter(Protocol):
+    async def admit(self, limits: list[Limit], tokens: int, now: float | None = None) -> Verdict:
+        """Count one request of `tokens` against every limit, or none if any is full."""
+        ...
+
+    async def peek(self, limits: list[Limit], now: float | None = None) -> Verdict:
+        """The headers, without counting anything (catalog and admin calls)."""
+        ...
+
+    async def add_tokens(self, limits: list[Limit], tokens: int, at: float) -> None:
+        """Correct the token count of a request admitted at `at` (estimate → actual)."""
+        ...
+
+
+def duration(seconds: float) -> str:
+    """OpenAI's reset format: `1s`, `6m0s`, `0.5s`."""
+    if seconds < 1:
+        return f"{max(seconds, 0):.3g}s" if seconds > 0 else "0s"
+    whole = math.ceil(seconds)
+    minutes, secs = divmod(whole, 60)
+    return f"{minutes}m{secs}s" if minutes else f"{secs}s"
+
+
+@dataclass(slots=True)
+class _Window:
+    requests: list[int] = field(default_factory=lambda: [0] * WINDOW)
+    tokens: list[int] = field(default_factory=lambda: [0] * WINDOW)
+    seconds: list[int] = field(default_factory=lambda: [-1] * WINDOW)
+
+    def _bucket(self, second: int) -> int:
+        slot = second % WINDOW
+        if self.seconds[slot] != second:
+            self.seconds[slot], self.requests[slot], self.tokens[slot] = second, 0, 0
+        return slot
+
+    def totals(self, second: int) -> tuple[int, int]:
+        live = [i for i in range(WINDOW) if second - WINDOW < self.seconds[i] <= second]
+        return sum(self.requests[i] for i in live), sum(self.tokens[i] for i in live)
+
+    def reset_after(self, second: int, now: float, kind: str, need: int, limit: int) -> float:
+        """Seconds until enough of the window has expired to admit `need` more."""
+        counts = self.requests if kind == "requests" else self.tokens
+        live = sorted(
+            (self.seconds[i], counts[i]) for i in range(WINDOW) if second - WINDOW < self.seconds[i] <= second
+        )
+        used = sum(c for _, c in live)
+        for bucket_second, count in live:
+            if used + need <= limit:
+                break
+            used -= count
+            expires = bucket_second + WINDOW
+            if used + need <= limit:
+                return max(expires - now, 0.0)
+        return 0.0 if used + need <= limit else float(WINDOW)
+
+    def add(self, second: int, requests: int, tokens: int) -> None:
+        slot = self._bucket(second)
+        self.requests[slot] += requests
+        self.tokens[slot] = max(self.tokens[slot] + tokens, 0)
+
+
+class MemoryRateLimiter:
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, str], _Window] = {}
+
+    def _window(self, limit: Limit) -> _Window:
+        key = (limit.scope, limit.id)
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window()
+        return window
+
+    async def admit(self, limits: list[Limit], tokens: int, now: float | None = None) -> Verdict:
+        now = time.time() if now is None else now
+        second = int(now)
+        refused = self._first_refusal(limits, tokens, now, second)
+        if refused is not None:
+            return refused
+        for limit in limits:
+            self._window(limit).add(second, 1, tokens)
+        return Verdict(True, self._headers(limits, now, second))
+
+    async def peek(self, limits: list[Limit], now: float | None = None) -> Verdict:
+        now = time.time() if now is None else now
+        return Verdict(True, self._headers(limits, now, int(now)))
+
+    async def add_tokens(self, limits: list[Limit], tokens: int, at: float) -> None:
+        if time.time() - at >= WINDOW:
+            return  # that second has left the window
+        for limit in limits:
+            if limit.tpm is not None:
+                self._window(limit).add(int(at), 0, tokens)
+
+    def _first_refusal(self, limits: list[Limit], tokens: int, now: float, second: int) -> Verdict | None:
+        for limit in limits:
+            window = self._window(limit)
+            used_requests, used_tokens = window.totals(second)
+            for kind, cap, used, need in (
+                ("requests", limit.rpm, used_requests, 1),
+                ("tokens", limit.tpm, used_tokens, tokens),
+            ):
+                if cap is None or used + need <= cap:
+                    continue
+                reset = window.reset_after(second, now, kind, need, cap) if need <= cap else float(WINDOW)
+                return Verdict(
+                    False,
+                    self._headers(limits, now, second),
+                    scope=limit.scope,
+                    limit_type=kind,
+                    limit=cap,
+                    reset_seconds=max(1, math.ceil(reset)),
+                )
+        return None
+
+    def _headers(self, limits: list[Limit], now: float, second: int) -> dict[str, str]:
+        """The tighter of the key's and the account's limits, per kind."""
+        headers: dict[str, str] = {}
+        for kind in ("requests", "tokens"):
+            best: tuple[int, int, float] | None = None  # (remaining, limit, reset)
+            for limit in limits:
+                cap = limit.rpm if kind == "requests" else limit.tpm
+                if cap is None:
+                    continue
+                window = self._window(limit)
+                used = window.totals(second)[0 if kind == "requests" else 1]
+                remaining = max(cap - used, 0)
+                reset = (
+                    window.reset_after(second, now, kind, 1, cap)
+                    if remaining == 0
+                    else _oldest_expiry(window, second, now, kind)
+                )
+                if best is None or remaining < best[0]:
+                    best = (remaining, cap, reset)
+            if best is not None:
+                headers[f"x-ratelimit-limit-{kind}"] = str(best[1])
+                headers[f"x-ratelimit-remaining-{kind}"] = str(best[0])
+                headers[f"x-ratelimit-reset-{kind}"] = duration(best[2])
+        return headers
+
+
+def _oldest_expiry(window: _Window, second: int, now: float, kind: str) -> float:
+    """When the window next frees capacity (OpenAI: time until the limit resets)."""
+    counts = window.requests if kind == "requests" else window.tokens
+    live = [window.seconds[i] for i in range(WINDOW) if second - WINDOW < window.seconds[i] <= second and counts[i]]
+    return max(min(live) + WINDOW - now, 0.0) if live else 0.0

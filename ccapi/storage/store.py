@@ -1,0 +1,437 @@
+"""The database seam: every read and write the gateway does, behind one class.
+
+SQLite (the default, WAL mode) and PostgreSQL run the same statements. Money
+invariants are kept by single conditional UPDATEs (`... WHERE balance -
+reserved >= :amount`), which are atomic on both, so no request starts
+without a reservation its balance covered, whatever the concurrency and
+however many instances share the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, case, delete, event, func, insert, select, type_coerce, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ccapi.billing.types import Account, ApiKey
+from ccapi.storage.tables import Money, accounts, api_keys, credit_entries, reservations, usage
+
+ZERO = Decimal(0)
+
+
+def async_url(database_url: str) -> str:
+    if database_url.startswith("sqlite:"):
+        return "sqlite+aiosqlite:" + database_url.removeprefix("sqlite:")
+    if database_url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + database_url.split("://", 1)[1]
+    return database_url
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+
+
+@dataclass(slots=True)
+class Reservation:
+    id: str
+    account_id: str
+    key_id: str | None
+    amount: Decimal
+
+
+@dataclass(slots=True)
+class Settlement:
+    reservation: Reservation
+    cost: Decimal
+
+
+class ReserveRefused(Exception):
+    def __init__(self, scope: str, needed: Decimal, available: Decimal) -> None:
+        super().__init__(scope)
+        self.scope = scope  # "account" or "key"
+        self.needed = needed
+        self.available = available
+
+
+class Store:
+    def __init__(self, database_url: str) -> None:
+        self.url = async_url(database_url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        options: dict[str, Any] = {}
+        if not self.is_sqlite:
+            options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # SQLite has one writer; queueing writers here is cheaper than letting
+        # them collide on SQLITE_BUSY.
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        if self._write_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(select(1))
+
+    # -- accounts ---------------------------------------------------------
+
+    async def create_account(self, name: str, credits: Decimal, rpm: int | None, tpm: int | None) -> Account:
+        now = time.time()
+        account_id = new_id("acct")
+        async with self.write() as conn:
+            await conn.execute(
+                insert(accounts).values(
+                    id=account_id, name=name, balance=ZERO, reserved=ZERO, rpm=rpm, tpm=tpm, created=now, updated=now
+                )
+            )
+            if credits:
+                await self._credit(conn, account_id, credits, "initial credits", now)
+        found = await self.get_account(account_id)
+        assert found is not None
+        return found
+
+    async def get_account(self, account_id: str) -> Account | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).first()
+        return _account(row) if row else None
+
+    async def list_accounts(self, limit: int, offset: int) -> tuple[list[Account], int]:
+        async with self.engine.connect() as conn:
+            total = (await conn.execute(select(func.count()).select_from(accounts))).scalar_one()
+            rows = await conn.execute(
+                select(accounts).order_by(accounts.c.created, accounts.c.id).limit(limit).offset(offset)
+            )
+        return [_account(r) for r in rows], int(total)
+
+    async def update_account(self, account_id: str, fields: dict[str, Any]) -> Account | None:
+        if fields:
+            async with self.write() as conn:
+                result = await conn.execute(
+                    update(accounts).where(accounts.c.id == account_id).values(**fields, updated=time.time())
+                )
+                if result.rowcount == 0:
+                    return None
+        return await self.get_account(account_id)
+
+    async def add_credits(self, account_id: str, amount: Decimal, reason: str) -> dict[str, Any] | None:
+        """A top-up or adjustment; None if the account does not exist.
+        Raises ValueError when it would take the balance below zero."""
+        async with self.write() as conn:
+            exists = (await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id))).first()
+            if exists is None:
+                return None
+            return await self._credit(conn, account_id, amount, reason, time.time())
+
+    async def _credit(
+        self, conn: AsyncConnection, account_id: str, amount: Decimal, reason: str, now: float
+    ) -> dict[str, Any]:
+        result = await conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id, accounts.c.balance + amount >= 0)
+            .values(balance=accounts.c.balance + amount, updated=now)
+            .returning(accounts.c.balance)
+        )
+        row = result.first()
+        if row is None:
+            raise ValueError("the adjustment would take the balance below zero")
+        entry = {
+            "id": new_id("cred"),
+            "account_id": account_id,
+            "amount": amount,
+            "balance_after": row.balance,
+            "reason": reason,
+            "created": now,
+        }
+        await conn.execute(insert(credit_entries).values(**entry))
+        return entry
+
+    async def list_credits(self, account_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        where = credit_entries.c.account_id == account_id
+        async with self.engine.connect() as conn:
+            total = (await conn.execute(select(func.count()).select_from(credit_entries).where(where))).scalar_one()
+            rows = await conn.execute(
+                select(credit_entries)
+                .where(where)
+                .order_by(credit_entries.c.created.desc())
+                .limit(limit)
+                .offset(offset)
+            )
+        return [dict(r._mapping) for r in rows], int(total)
+
+    # -- keys --------------------------------------------------------------
+
+    async def create_key(self, account_id: str, fields: dict[str, Any]) -> tuple[ApiKey, str] | None:
+        from ccapi.billing.keys import hash_key
+
+        secret = "sk-ccapi-" + secrets.token_urlsafe(32)
+        now = time.time()
+        key_id = new_id("key")
+        async with self.write() as conn:
+            exists = (await conn.execute(select(accounts.c.id).where(accounts.c.id == account_id))).first()
+            if exists is None:
+                return None
+            await conn.execute(
+                insert(api_keys).values(
+                    id=key_id,
+                    account_id=account_id,
+                    key_hash=hash_key(secret),
+                    prefix=secret[:14],
+                    spent=ZERO,
+                    reserved=ZERO,
+                    created=now,
+                    updated=now,
+                    **{"admin": False, **fields},
+                )
+            )
+        key = await self.get_key(key_id)
+        assert key is not None
+        return key, secret
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+        return _key(row) if row else None
+
+    async def list_keys(self, account_id: str | None, limit: int, offset: int) -> tuple[list[ApiKey], int]:
+        where = api_keys.c.account_id == account_id if account_id else api_keys.c.id.isnot(None)
+        async with self.engine.connect() as conn:
+            total = (await conn.execute(select(func.count()).select_from(api_keys).where(where))).scalar_one()
+            rows = await conn.execute(
+                select(api_keys).where(where).order_by(api_keys.c.created, api_keys.c.id).limit(limit).offset(offset)
+            )
+        return [_key(r) for r in rows], int(total)
+
+    async def update_key(self, key_id: str, fields: dict[str, Any]) -> ApiKey | None:
+        async with self.write() as conn:
+            result = await conn.execute(
+                update(api_keys).where(api_keys.c.id == key_id).values(**fields, updated=time.time())
+            )
+            if result.rowcount == 0:
+                return None
+        return await self.get_key(key_id)
+
+    async def keys_changed_since(self, since: float) -> list[ApiKey]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(select(api_keys).where(api_keys.c.updated >= since))
+        return [_key(r) for r in rows]
+
+    async def account_limits_changed_since(self, since: float) -> list[tuple[str, int | None, int | None]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(accounts.c.id, accounts.c.rpm, accounts.c.tpm).where(accounts.c.updated >= since)
+            )
+        return [(r.id, r.rpm, r.tpm) for r in rows]
+
+    # -- billing -------------------------------------------------------------
+
+    async def reserve(
+        self, account_id: str, key: ApiKey | None, amount: Decimal, ttl: float, period_start: float | None
+    ) -> Reservation:
+        """Hold `amount` against the account (and the key's spend limit), or
+        raise ReserveRefused. One transaction; conditional updates only."""
+        now = time.time()
+        reservation = Reservation(new_id("res"), account_id, key.id if key else None, amount)
+        async with self.write() as conn:
+            if key is not None and key.spend_limit is not None:
+                spent = _period_spent(period_start)
+                result = await conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.id == key.id, spent + api_keys.c.reserved + amount <= api_keys.c.spend_limit)
+                    .values(spent=spent, period_start=period_start, reserved=api_keys.c.reserved + amount)
+                )
+                if result.rowcount == 0:
+                    row = (
+                        await conn.execute(
+                            select(
+                                type_coerce(api_keys.c.spend_limit - spent - api_keys.c.reserved, Money).label("left")
+                            ).where(api_keys.c.id == key.id)
+                        )
+                    ).first()
+                    raise ReserveRefused("key", amount, row.left if row else ZERO)
+            result = await conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id, accounts.c.balance - accounts.c.reserved >= amount)
+                .values(reserved=accounts.c.reserved + amount)
+            )
+            if result.rowcount == 0:
+                row = (
+                    await conn.execute(
+                        select(type_coerce(accounts.c.balance - accounts.c.reserved, Money).label("left")).where(
+                            accounts.c.id == account_id
+                        )
+                    )
+                ).first()
+                raise ReserveRefused("account", amount, row.left if row else ZERO)
+            await conn.execute(
+                insert(reservations).values(
+                    id=reservation.id,
+                    account_id=account_id,
+                    key_id=reservation.key_id,
+                    amount=amount,
+                    created=now,
+                    expires_at=now + ttl,
+                )
+            )
+        return reservation
+
+    async def record(self, settlements: Sequence[Settlement], rows: Sequence[dict[str, Any]]) -> None:
+        """Settle reservations and write ledger rows, in one transaction."""
+        async with self.write() as conn:
+            for item in settlements:
+                await _settle(conn, item)
+            if rows:
+                await conn.execute(insert(usage), list(rows))
+
+    async def release_expired(self, now: float | None = None) -> int:
+        """Give back reservations whose request died with its instance."""
+        now = time.time() if now is None else now
+        released = 0
+        async with self.write() as conn:
+            expired = (await conn.execute(select(reservations).where(reservations.c.expires_at < now))).all()
+            for row in expired:
+                item = Settlement(Reservation(row.id, row.account_id, row.key_id, row.amount), ZERO)
+                released += await _settle(conn, item)
+        return released
+
+    async def open_reservations(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(reservations))).scalar_one())
+
+    # -- ledger queries -----------------------------------------------------------
+
+    async def query_usage(self, filters: dict[str, Any], limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        where = _usage_where(filters)
+        async with self.engine.connect() as conn:
+            total = (await conn.execute(select(func.count()).select_from(usage).where(where))).scalar_one()
+            rows = await conn.execute(
+                select(usage)
+                .where(where)
+                .order_by(usage.c.created.desc(), usage.c.request_id)
+                .limit(limit)
+                .offset(offset)
+            )
+        return [dict(r._mapping) for r in rows], int(total)
+
+    async def usage_summary(self, group_by: str, filters: dict[str, Any]) -> list[dict[str, Any]]:
+        column = {
+            "model": usage.c.model,
+            "provider": usage.c.provider,
+            "key": usage.c.key_id,
+            "account": usage.c.account_id,
+            # Whole UTC days, as unix seconds of the day's start: the same SQL on both databases.
+            "day": (func.floor(usage.c.created / 86400) * 86400),
+        }[group_by]
+        query = (
+            select(
+                column.label("group"),
+                func.count().label("requests"),
+                func.sum(usage.c.prompt_tokens).label("prompt_tokens"),
+                func.sum(usage.c.completion_tokens).label("completion_tokens"),
+                type_coerce(func.sum(usage.c.cost), Money).label("cost"),
+            )
+            .where(_usage_where(filters))
+            .group_by(column)
+            .order_by(column)
+        )
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(query)
+        return [
+            {
+                "group": r.group,
+                "requests": int(r.requests),
+                "prompt_tokens": int(r.prompt_tokens or 0),
+                "completion_tokens": int(r.completion_tokens or 0),
+                "cost": r.cost or ZERO,
+            }
+            for r in rows
+        ]
+
+
+async def _settle(conn: AsyncConnection, item: Settlement) -> int:
+    """Charge `cost` and release the hold. The reservation row is deleted first:
+    if it is already gone (released as expired), its hold was already given back."""
+    res = item.reservation
+    held = (await conn.execute(delete(reservations).where(reservations.c.id == res.id))).rowcount
+    release = res.amount if held else ZERO
+    await conn.execute(
+        update(accounts)
+        .where(accounts.c.id == res.account_id)
+        .values(balance=accounts.c.balance - item.cost, reserved=accounts.c.reserved - release)
+    )
+    if res.key_id is not None:
+        await conn.execute(
+            update(api_keys)
+            .where(api_keys.c.id == res.key_id)
+            .values(
+                spent=api_keys.c.spent + item.cost,
+                reserved=case(
+                    (api_keys.c.reserved >= release, api_keys.c.reserved - release), else_=api_keys.c.reserved
+                ),
+            )
+        )
+    return int(held)
+
+
+def _period_spent(period_start: float | None) -> Any:
+    """What the key has spent in the current period: a new period starts at zero."""
+    if period_start is None:
+        return api_keys.c.spent
+    return case(
+        (and_(api_keys.c.period_start.isnot(None), api_keys.c.period_start >= period_start), api_keys.c.spent),
+        else_=0,
+    )
+
+
+def _usage_where(filters: dict[str, Any]) -> Any:
+    clauses = [usage.c.request_id.isnot(None)]
+    for name in ("account_id", "key_id", "model", "provider", "status"):
+        if filters.get(name) is not None:
+            clauses.append(usage.c[name] == filters[name])
+    if filters.get("since") is not None:
+        clauses.append(usage.c.created >= filters["since"])
+    if filters.get("until") is not None:
+        clauses.append(usage.c.created < filters["until"])
+    return and_(*clauses)
+
+
+def _account(row: Any) -> Account:
+    return Account(row.id, row.name, row.balance, row.reserved, row.rpm, row.tpm, row.created)
+
+
+def _key(row: Any) -> ApiKey:
+    from ccapi.billing.keys import compile_patterns
+
+    fields = dict(row._mapping)
+    key = ApiKey(**fields)
+    key.patterns = compile_patterns(key.allowed_models)
+    return key
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # WAL + NORMAL: a committed transaction survives a process crash; only an
+    # OS crash can lose the last moments (SQLite's documented trade-off).
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
