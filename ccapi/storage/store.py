@@ -23,7 +23,7 @@ from sqlalchemy import and_, case, delete, event, func, insert, select, type_coe
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ccapi.billing.types import Account, ApiKey
-from ccapi.storage.tables import Money, accounts, api_keys, credit_entries, reservations, usage
+from ccapi.storage.tables import Money, accounts, api_keys, credit_entries, reservations, usage, usd
 
 ZERO = Decimal(0)
 
@@ -146,8 +146,8 @@ class Store:
     ) -> dict[str, Any]:
         result = await conn.execute(
             update(accounts)
-            .where(accounts.c.id == account_id, accounts.c.balance + amount >= 0)
-            .values(balance=accounts.c.balance + amount, updated=now)
+            .where(accounts.c.id == account_id, accounts.c.balance + usd(amount) >= 0)
+            .values(balance=accounts.c.balance + usd(amount), updated=now)
             .returning(accounts.c.balance)
         )
         row = result.first()
@@ -255,8 +255,8 @@ class Store:
                 spent = _period_spent(period_start)
                 result = await conn.execute(
                     update(api_keys)
-                    .where(api_keys.c.id == key.id, spent + api_keys.c.reserved + amount <= api_keys.c.spend_limit)
-                    .values(spent=spent, period_start=period_start, reserved=api_keys.c.reserved + amount)
+                    .where(api_keys.c.id == key.id, spent + api_keys.c.reserved + usd(amount) <= api_keys.c.spend_limit)
+                    .values(spent=spent, period_start=period_start, reserved=api_keys.c.reserved + usd(amount))
                 )
                 if result.rowcount == 0:
                     row = (
@@ -269,8 +269,8 @@ class Store:
                     raise ReserveRefused("key", amount, row.left if row else ZERO)
             result = await conn.execute(
                 update(accounts)
-                .where(accounts.c.id == account_id, accounts.c.balance - accounts.c.reserved >= amount)
-                .values(reserved=accounts.c.reserved + amount)
+                .where(accounts.c.id == account_id, accounts.c.balance - accounts.c.reserved >= usd(amount))
+                .values(reserved=accounts.c.reserved + usd(amount))
             )
             if result.rowcount == 0:
                 row = (
@@ -375,16 +375,16 @@ async def _settle(conn: AsyncConnection, item: Settlement) -> int:
     await conn.execute(
         update(accounts)
         .where(accounts.c.id == res.account_id)
-        .values(balance=accounts.c.balance - item.cost, reserved=accounts.c.reserved - release)
+        .values(balance=accounts.c.balance - usd(item.cost), reserved=accounts.c.reserved - usd(release))
     )
     if res.key_id is not None:
         await conn.execute(
             update(api_keys)
             .where(api_keys.c.id == res.key_id)
             .values(
-                spent=api_keys.c.spent + item.cost,
+                spent=api_keys.c.spent + usd(item.cost),
                 reserved=case(
-                    (api_keys.c.reserved >= release, api_keys.c.reserved - release), else_=api_keys.c.reserved
+                    (api_keys.c.reserved >= usd(release), api_keys.c.reserved - usd(release)), else_=api_keys.c.reserved
                 ),
             )
         )

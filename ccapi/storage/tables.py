@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    literal,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -40,6 +41,16 @@ class Money(TypeDecorator[Decimal]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
         return None if value is None else Decimal(int(value)) / UNITS_PER_USD
+
+    def coerce_compared_value(self, op: Any, value: Any) -> Any:
+        # `money_column + Decimal(...)` must bind the Decimal as Money (units),
+        # never as a bare integer or float.
+        return self
+
+
+def usd(amount: Decimal) -> Any:
+    """A Decimal as a bound Money parameter, for SQL arithmetic and comparisons."""
+    return literal(amount, Money)
 
 
 metadata = MetaData()
