@@ -32,6 +32,7 @@ REFRESH_SECONDS = 1.0
 # A poll looks back this far, so a row committed just before the previous
 # poll's clock reading is not missed (clocks of instances differ slightly).
 REFRESH_OVERLAP = 1.0
+MAX_REMEMBERED_MISSES = 10_000
 
 
 def hash_key(secret: str) -> str:
@@ -51,6 +52,7 @@ class KeyCache:
         self.store = store
         self._by_hash: dict[str, ApiKey] = {}
         self._accounts: dict[str, tuple[int | None, int | None]] = {}
+        self._misses: dict[str, float] = {}
         self._polled_at = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -83,6 +85,26 @@ class KeyCache:
     def get(self, key_hash: str) -> ApiKey | None:
         return self._by_hash.get(key_hash)
 
+    async def lookup(self, key_hash: str) -> ApiKey | None:
+        """A cache miss: the key may be newer than the last poll (made by the CLI
+        or another instance a moment ago). Misses are remembered for a second so
+        that unknown keys cannot turn into a database query each."""
+        now = time.monotonic()
+        if self._misses.get(key_hash, 0.0) > now:
+            return None
+        key = await self.store.get_key_by_hash(key_hash)
+        if key is None:
+            if len(self._misses) > MAX_REMEMBERED_MISSES:
+                self._misses.clear()
+            self._misses[key_hash] = now + REFRESH_SECONDS
+            return None
+        if key.account_id not in self._accounts:
+            account = await self.store.get_account(key.account_id)
+            if account is not None:
+                self._accounts[account.id] = (account.rpm, account.tpm)
+        self.put(key)
+        return key
+
     def account_limits(self, account_id: str) -> tuple[int | None, int | None] | None:
         return self._accounts.get(account_id)
 
@@ -105,7 +127,8 @@ class KeyAuthenticator:
     async def authenticate(self, token: str) -> Principal:
         if self._master is not None and hmac.compare_digest(token.encode(), self._master):
             return Principal(key_id=None, account_id=None, is_admin=True, is_master=True)
-        key = self.cache.get(hash_key(token))
+        key_hash = hash_key(token)
+        key = self.cache.get(key_hash) or await self.cache.lookup(key_hash)
         if key is None:
             raise AuthenticationError("Invalid API key.", code="invalid_api_key")
         if key.revoked_at is not None:

@@ -211,6 +211,11 @@ class Store:
             row = (await conn.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
         return _key(row) if row else None
 
+    async def get_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(api_keys).where(api_keys.c.key_hash == key_hash))).first()
+        return _key(row) if row else None
+
     async def list_keys(self, account_id: str | None, limit: int, offset: int) -> tuple[list[ApiKey], int]:
         where = api_keys.c.account_id == account_id if account_id else api_keys.c.id.isnot(None)
         async with self.engine.connect() as conn:
