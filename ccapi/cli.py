@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from pydantic import ValidationError
@@ -28,6 +29,10 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger("ccapi").warning(
             "CCAPI_MASTER_KEY is not set: every authenticated route answers 401 until it is."
         )
+    # Uvicorn re-raises the stop signal once it has drained and shut down; a
+    # graceful stop is a success, so let that end in exit code 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         app,
         host=settings.host,
