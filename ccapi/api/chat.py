@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from ccapi.api.deps import Principal, authenticated, gateway_of, json_body
+from ccapi.api.deps import Principal, caller, gateway_of, json_body
 from ccapi.api.openapi import request_body
 from ccapi.api.validation import validate_body
 from ccapi.core.types import RequestRecord
@@ -36,7 +36,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
     openapi_extra=request_body(ChatCompletionRequest, ChatCompletionChunk),
 )
-async def create_chat_completion(request: Request, principal: Annotated[Principal, Depends(authenticated)]) -> Response:
+async def create_chat_completion(request: Request, principal: Annotated[Principal, Depends(caller)]) -> Response:
     record = RequestRecord(
         request_id=request.scope["state"]["request_id"],
         route="/chat/completions",

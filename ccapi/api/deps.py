@@ -74,17 +74,21 @@ def token_of(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-async def authenticated(request: Request) -> Principal:
+async def caller(request: Request) -> Principal:
+    """The key's principal, for model calls (whose admission sets the rate-limit headers)."""
     token = token_of(request)
     if token is None:
         raise AuthenticationError("Missing API key: send `Authorization: Bearer <key>`.", code="missing_api_key")
-    gateway = gateway_of(request)
-    principal = await gateway.authenticator.authenticate(token)
+    principal = await gateway_of(request).authenticator.authenticate(token)
     request.state.principal = principal
+    return principal
+
+
+async def authenticated(request: Request) -> Principal:
+    """The key's principal; answers to an account's key show its rate limits."""
+    principal = await caller(request)
     if principal.key is not None:
-        # Every answer to an account's key shows its rate limits (model calls
-        # replace these with the counts after admission).
-        request.scope["state"]["ratelimit_headers"] = await gateway.billing.headers_for(principal)
+        request.scope["state"]["ratelimit_headers"] = await gateway_of(request).billing.headers_for(principal)
     return principal
 
 
