@@ -37,6 +37,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     openapi_extra=request_body(ChatCompletionRequest, ChatCompletionChunk),
 )
 async def create_chat_completion(request: Request, principal: Annotated[Principal, Depends(caller)]) -> Response:
+    return await complete_chat(request, principal)
+
+
+async def chat_endpoint(request: Request) -> Response:
+    """The route as the fast path serves it (see api/middleware.FastPath)."""
+    return await complete_chat(request, await caller(request))
+
+
+async def complete_chat(request: Request, principal: Principal) -> Response:
     record = RequestRecord(
         request_id=request.scope["state"]["request_id"],
         route="/chat/completions",

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-import uuid
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ccapi.api.errors import error_response
+from ccapi.core.errors import CCAPIError, InternalError
+from ccapi.core.ids import new_id
+
+log = logging.getLogger("ccapi.errors")
 
 _MAX_ID = 128
 
 
 def new_request_id() -> str:
-    return "req_" + uuid.uuid4().hex
+    return "req_" + new_id()
 
 
 class RequestIdMiddleware:
@@ -39,7 +49,8 @@ class RequestIdMiddleware:
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [*message.get("headers", ()), header]
+                headers = list(message.get("headers", ()))
+                headers.append(header)
                 limits = state.get("ratelimit_headers")
                 if limits:
                     present = {name for name, _ in headers}
@@ -48,3 +59,41 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class FastPath:
+    """Serves the hot model-calling routes before FastAPI's router.
+
+    FastAPI's per-request machinery (its middleware layers, routing, request
+    wrapper and dependency solving) measured at about a third of the gateway's
+    CPU on a proxied chat completion, more than the route's own work. These
+    routes parse their own bodies and authenticate themselves anyway, so they
+    are dispatched here; FastAPI still documents them (its routes stay
+    registered for the OpenAPI document) and serves everything else.
+    """
+
+    def __init__(self, app: ASGIApp, fastapi_app: Any, routes: Mapping[tuple[str, str], Endpoint]) -> None:
+        self.app = app
+        self.fastapi_app = fastapi_app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = (
+            self.routes.get((scope.get("method", ""), scope.get("path", ""))) if scope["type"] == "http" else None
+        )
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        scope["app"] = self.fastapi_app
+        request = Request(scope, receive, send)
+        try:
+            response = await endpoint(request)
+        except CCAPIError as exc:
+            response = error_response(exc)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            response = error_response(InternalError("Internal error; it has been logged.", code="internal_error"))
+        await response(scope, receive, send)

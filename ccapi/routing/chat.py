@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -15,6 +14,7 @@ from ccapi.api.responses import json_response
 from ccapi.billing.service import Admission, BillingService
 from ccapi.catalog.catalog import Catalog, ModelInfo
 from ccapi.core.errors import CCAPIError, GatewayTimeoutError, InvalidRequestError, UpstreamError
+from ccapi.core.ids import new_id
 from ccapi.core.recorder import Recorder
 from ccapi.core.sse import DONE, encode_data
 from ccapi.core.tokens import estimate_prompt_tokens, estimate_text_tokens
@@ -121,7 +121,7 @@ class ChatService:
         info = served.model
         input_cost, output_cost = info.prices.cost(result.usage)
         payload = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "id": f"chatcmpl-{new_id()}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": info.id,
@@ -167,7 +167,7 @@ class ChatService:
     ) -> AsyncIterator[bytes]:
         info, stream = served.model, served.stream
         base: dict[str, Any] = {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "id": f"chatcmpl-{new_id()}",
             "object": "chat.completion.chunk",
             "created": int(time.time()),
             "model": info.id,
