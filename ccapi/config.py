@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=0, le=65535)
     master_key: SecretStr | None = None
     database_url: str = "sqlite:///./ccapi.db"
+    # Shared rate-limit counters for several instances (`redis://host:6379/0`);
+    # unset, each instance counts in memory on its own.
+    redis_url: str | None = None
     public_url: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

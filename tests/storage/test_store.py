@@ -73,7 +73,9 @@ async def test_a_refusal_reports_needed_and_available(store: Store) -> None:
     with pytest.raises(ReserveRefused) as refused:
         await store.reserve(account.id, None, Decimal("0.06"), 60, None)
     assert (refused.value.scope, refused.value.needed, refused.value.available) == (
-        "account", Decimal("0.06"), Decimal("0.05")
+        "account",
+        Decimal("0.06"),
+        Decimal("0.05"),
     )
 
 
@@ -98,7 +100,7 @@ async def test_key_spend_limit_is_enforced_and_reported(store: Store) -> None:
     created = await store.create_key(account.id, {"spend_limit": Decimal("0.25")})
     assert created is not None
     key, secret = created
-    assert secret.startswith("sk-ccapi-") and key.prefix == secret[:14]
+    assert secret.startswith("sk-ccapi-") and key.prefix == secret[:16]
     first = await store.reserve(account.id, key, Decimal("0.2"), 60, None)
     with pytest.raises(ReserveRefused) as refused:
         await store.reserve(account.id, key, Decimal("0.1"), 60, None)
@@ -145,3 +147,12 @@ async def test_usage_summary_groups(store: Store) -> None:
     ]  # fmt: skip
     by_day = await store.usage_summary("day", {})
     assert sum(g["requests"] for g in by_day) == 5
+
+
+async def test_a_negative_adjustment_cannot_take_back_reserved_credit(store: Store) -> None:
+    account = await store.create_account("a", Decimal("1"), None, None)
+    await store.reserve(account.id, None, Decimal("0.8"), 60, None)
+    with pytest.raises(ValueError):
+        await store.add_credits(account.id, Decimal("-0.5"), "too much while 0.8 is held")
+    entry = await store.add_credits(account.id, Decimal("-0.2"), "fits beside the hold")
+    assert entry is not None and entry["balance_after"] == Decimal("0.8")

@@ -1,0 +1,253 @@
+"""Throwaway real servers for tests: a PostgreSQL cluster and a Redis server.
+
+Each runs from the Debian packages' binaries, on a free loopback port, with
+its files in a temporary directory that is removed at the end. Nothing is
+mocked: the storage and scale-out tests run against the same servers a
+deployment uses. `scripts/dev test` installs the packages when they are
+missing; under CI (CI=true) a missing binary fails the test loudly, locally
+it skips with the reason.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.support import free_port
+
+PG_USER = "ccapi"
+PG_PASSWORD = "ccapi-test-pw"
+PG_DATABASE = "ccapi"
+# Durability is pointless for a cluster that lives for one test run; without
+# fsync, initdb and every commit are several times faster.
+_PG_FAST = ("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def missing(what: str) -> None:
+    """A server's binary is not installed: fail under CI, skip locally."""
+    reason = f"{what} is not installed (scripts/dev test installs it: apt-get install postgresql redis-server)"
+    if in_ci():
+        pytest.fail(f"CI=true but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def postgres_bin_dir() -> Path | None:
+    """The newest /usr/lib/postgresql/<major>/bin that has initdb."""
+    found = glob.glob("/usr/lib/postgresql/*/bin/initdb")
+    if not found:
+        return None
+    return Path(max(found, key=lambda p: int(Path(p).parent.parent.name))).parent
+
+
+def redis_server_bin() -> str | None:
+    return shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.access("/usr/bin/redis-server", os.X_OK) else None
+    )
+
+
+# -- PostgreSQL -----------------------------------------------------------------
+
+
+@dataclass
+class PostgresServer:
+    port: int
+    socket_dir: Path
+    url: str  # the default database, owned by PG_USER
+
+    def admin(self) -> psycopg.Connection[tuple[object, ...]]:
+        """A superuser connection over the cluster's unix socket (trust auth)."""
+        return psycopg.connect(
+            host=str(self.socket_dir), port=self.port, user="postgres", dbname="postgres", autocommit=True
+        )
+
+    def create_database(self, name: str) -> str:
+        """A new empty database owned by PG_USER; its `postgresql://` URL."""
+        with self.admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{name}" OWNER {PG_USER}')
+        return self.url_for(name)
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://{PG_USER}:{PG_PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+
+def _as_postgres(*args: str | Path) -> list[str]:
+    # initdb and postgres refuse to run as root.
+    return ["runuser", "-u", "postgres", "--", *map(str, args)] if os.geteuid() == 0 else list(map(str, args))
+
+
+@contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    """initdb a cluster in a temporary directory, start it on 127.0.0.1:<free
+    port>, create PG_USER (password auth over TCP) and PG_DATABASE; stop it
+    with `pg_ctl stop -m fast` and remove its files at the end."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        missing("PostgreSQL (/usr/lib/postgresql/*/bin/initdb)")
+        raise AssertionError("unreachable")
+    # Not under pytest's tmp_path: its parents are private to root, and the
+    # server runs as the postgres user.
+    root = Path(tempfile.mkdtemp(prefix="ccapi-pg-"))
+    data, sockets, log = root / "data", root / "run", root / "postgres.log"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        for path in (root, sockets):
+            shutil.chown(path, "postgres", "postgres")
+    started = False
+    try:
+        _run(
+            _as_postgres(
+                bin_dir / "initdb",
+                "-D",
+                data,
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+                "--no-instructions",
+            )
+        )
+        port = _start_postgres(bin_dir, data, sockets, log)
+        started = True
+        server = PostgresServer(port, sockets, "")
+        with server.admin() as conn:
+            conn.execute(f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}'")
+            conn.execute(f"CREATE DATABASE {PG_DATABASE} OWNER {PG_USER}")
+        server.url = server.url_for(PG_DATABASE)
+        yield server
+    finally:
+        if started:
+            subprocess.run(
+                _as_postgres(bin_dir / "pg_ctl", "stop", "-D", data, "-m", "fast", "-w", "-t", "30"),
+                capture_output=True,
+                check=False,
+            )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _start_postgres(bin_dir: Path, data: Path, sockets: Path, log: Path) -> int:
+    """pg_ctl start on a free port; a few tries, as another process may take the port first."""
+    for _ in range(3):
+        port = free_port()
+        listen = ("-c", "listen_addresses=127.0.0.1", "-p", str(port), "-k", str(sockets))
+        options = " ".join((*listen, "-c", "max_connections=200", *_PG_FAST))
+        result = subprocess.run(
+            _as_postgres(bin_dir / "pg_ctl", "start", "-D", data, "-l", log, "-w", "-t", "30", "-o", options),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode == 0:
+            return port
+    raise RuntimeError(f"PostgreSQL did not start:\n{result.stdout}{result.stderr}\n{_tail(log)}")
+
+
+# -- Redis ------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    port: int
+    url: str
+
+
+@contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    """`redis-server` on 127.0.0.1:<free port>, nothing persisted; stopped at the end."""
+    binary = redis_server_bin()
+    if binary is None:
+        missing("Redis (redis-server)")
+        raise AssertionError("unreachable")
+    root = Path(tempfile.mkdtemp(prefix="ccapi-redis-"))
+    try:
+        for _ in range(3):
+            port = free_port()
+            # fmt: off
+            cmd = [
+                binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", str(root), "--daemonize", "no", "--logfile", "",
+            ]
+            # fmt: on
+            log = (root / "redis.log").open("wb")
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+            log.close()
+            if _wait_redis(proc, port):
+                break
+            proc.kill()
+            proc.wait(5)
+        else:
+            raise RuntimeError(f"redis-server did not start:\n{_tail(root / 'redis.log')}")
+        try:
+            yield RedisServer(port, f"redis://127.0.0.1:{port}/0")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_redis(proc: subprocess.Popen[bytes], port: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False  # e.g. the port was taken meanwhile
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.02)
+    return False
+
+
+def _run(cmd: list[str]) -> None:
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# -- pytest fixtures (import them into a conftest or test module) ----------------
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with redis_server() as server:
+        yield server.url
