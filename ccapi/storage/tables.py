@@ -121,7 +121,9 @@ credit_entries = Table(
 usage = Table(
     "usage",
     metadata,
-    Column("request_id", String(140), primary_key=True),
+    # Our own key: a client may send the same x-request-id twice.
+    Column("id", String(40), primary_key=True),
+    Column("request_id", String(140), nullable=False),
     Column("created", Float, nullable=False),
     Column("account_id", String(40)),
     Column("key_id", String(40)),
@@ -143,4 +145,5 @@ usage = Table(
     Index("ix_usage_account_created", "account_id", "created"),
     Index("ix_usage_key_created", "key_id", "created"),
     Index("ix_usage_created", "created"),
+    Index("ix_usage_request", "request_id"),
 )

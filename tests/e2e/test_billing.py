@@ -229,3 +229,16 @@ def test_master_key_calls_are_ledgered_not_charged(billed: tuple[ServerProcess, 
         time.sleep(0.05)
     row = next(row for row in accounts.rows() if row["request_id"] == request_id)
     assert row["account_id"] is None and row["cost"] > 0
+
+
+def test_a_repeated_request_id_still_gets_its_own_row_and_bill(billed: tuple[ServerProcess, Accounts]) -> None:
+    gw, accounts = billed
+    account = accounts.account("1")
+    key_id, secret = accounts.key(account)
+    for _ in range(2):
+        assert post(gw, secret, CHAT, headers={"x-request-id": "same-id"}).status_code == 200
+    rows = wait_for_rows(accounts, 2, key_id=key_id)
+    assert [r["request_id"] for r in rows] == ["same-id", "same-id"]
+    time.sleep(0.2)
+    balance, reserved = accounts.balance(account)
+    assert reserved == 0 and balance == Decimal("1") - sum(r["cost"] for r in rows)

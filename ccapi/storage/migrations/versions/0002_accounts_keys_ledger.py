@@ -74,7 +74,8 @@ def upgrade() -> None:
     op.create_index("ix_credit_entries_account", "credit_entries", ["account_id", "created"])
     op.create_table(
         "usage",
-        sa.Column("request_id", sa.String(140), primary_key=True),
+        sa.Column("id", sa.String(40), primary_key=True),
+        sa.Column("request_id", sa.String(140), nullable=False),
         sa.Column("created", sa.Float, nullable=False),
         sa.Column("account_id", sa.String(40)),
         sa.Column("key_id", sa.String(40)),
@@ -97,6 +98,7 @@ def upgrade() -> None:
     op.create_index("ix_usage_account_created", "usage", ["account_id", "created"])
     op.create_index("ix_usage_key_created", "usage", ["key_id", "created"])
     op.create_index("ix_usage_created", "usage", ["created"])
+    op.create_index("ix_usage_request", "usage", ["request_id"])
 
 
 def downgrade() -> None:
