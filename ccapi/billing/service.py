@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import calendar
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from ccapi.api.deps import Principal
 from ccapi.billing.keys import KeyCache, model_allowed
 from ccapi.billing.ledger import LedgerWriter
-from ccapi.billing.ratelimit import Limit, RateLimiter
+from ccapi.billing.ratelimit import Limit, RateLimiter, Verdict
 from ccapi.catalog.catalog import ModelInfo
 from ccapi.core.errors import BillingError, PermissionDeniedError, RateLimitError
 from ccapi.core.tokens import estimate_prompt_tokens
@@ -87,36 +88,36 @@ class BillingService:
         return allowed
 
     async def admit(self, principal: Principal, candidates: list[ModelInfo], body: dict[str, Any]) -> Admission:
-        now = time.time()
+        """Admit a chat completion: its reservation is the most it can cost."""
         prompt = estimate_prompt_tokens(body)
-        requested_output = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+        requested_output = int(body.get("max_completion_tokens") or body.get("max_tokens") or 0)
+
+        def most_it_can_cost() -> Decimal:
+            return max(c.prices.max_cost(prompt, output_bound(body, c)) for c in candidates)
+
+        return await self.admit_cost(principal, most_it_can_cost, prompt + requested_output)
+
+    async def admit_cost(
+        self, principal: Principal, needed: Callable[[], Decimal], estimated_tokens: int = 0
+    ) -> Admission:
+        """Rate limits, then a reservation of `needed()` USD (any model-calling
+        route: chat, images, speech). The master key is counted, never charged."""
+        now = time.time()
         limits = self.limits_for(principal)
-        admission = Admission(limits, None, now, prompt + int(requested_output))
+        admission = Admission(limits, None, now, estimated_tokens)
         if limits:
-            verdict = await self.limiter.admit(limits, admission.estimated_tokens, now)
+            verdict = await self.limiter.admit(limits, estimated_tokens, now)
             admission.headers = verdict.headers
             if not verdict.allowed:
-                raise RateLimitError(
-                    f"Rate limit reached for this {verdict.scope}: {verdict.limit} {verdict.limit_type} per minute. "
-                    f"Retry in {verdict.reset_seconds}s.",
-                    code=f"{verdict.limit_type}_per_minute",
-                    details={
-                        "scope": verdict.scope,
-                        "limit_type": verdict.limit_type,
-                        "limit": verdict.limit,
-                        "reset_seconds": verdict.reset_seconds,
-                    },
-                    headers={**verdict.headers, "retry-after": str(verdict.reset_seconds)},
-                )
+                raise _rate_limit_error(verdict)
         if principal.is_master or principal.account_id is None:
-            return admission  # ledgered, never charged
-        needed = max(c.prices.max_cost(prompt, output_bound(body, c)) for c in candidates)
+            return admission
         key = principal.key
         try:
             admission.reservation = await self.store.reserve(
                 principal.account_id,
                 key,
-                needed,
+                needed(),
                 self.reservation_ttl,
                 period_start(key.spend_limit_period, now) if key else None,
             )
@@ -134,6 +135,21 @@ class BillingService:
         if admission.limits:
             actual = record.prompt_tokens + record.completion_tokens
             await self.limiter.add_tokens(admission.limits, actual - admission.estimated_tokens, admission.admitted_at)
+
+
+def _rate_limit_error(verdict: Verdict) -> RateLimitError:
+    return RateLimitError(
+        f"Rate limit reached for this {verdict.scope}: {verdict.limit} {verdict.limit_type} per minute. "
+        f"Retry in {verdict.reset_seconds}s.",
+        code=f"{verdict.limit_type}_per_minute",
+        details={
+            "scope": verdict.scope,
+            "limit_type": verdict.limit_type,
+            "limit": verdict.limit,
+            "reset_seconds": verdict.reset_seconds,
+        },
+        headers={**verdict.headers, "retry-after": str(verdict.reset_seconds)},
+    )
 
 
 def _billing_error(refused: ReserveRefused, headers: dict[str, str]) -> BillingError:
