@@ -18,6 +18,7 @@ from ccapi import __version__
 from ccapi.api import admin as admin_routes
 from ccapi.api import catalog as catalog_routes
 from ccapi.api import chat as chat_routes
+from ccapi.api import files as file_routes
 from ccapi.api import health as health_routes
 from ccapi.api.errors import install_error_handlers
 from ccapi.api.middleware import FastPath, RequestIdMiddleware
@@ -29,6 +30,7 @@ from ccapi.billing.service import BillingService
 from ccapi.catalog.catalog import Catalog
 from ccapi.config import Settings
 from ccapi.core.recorder import AccessLogRecorder
+from ccapi.files.store import FileStore, new_signing_key
 from ccapi.providers.registry import ProviderConfig, ProviderRegistry, resolve_providers
 from ccapi.routing.chat import ChatService
 from ccapi.routing.failover import FailoverRunner
@@ -61,6 +63,7 @@ class Gateway:
     billing: BillingService
     authenticator: KeyAuthenticator
     chat: ChatService
+    files: FileStore
     # Set when CCAPI_REDIS_URL is: the rate limiter shared by all instances.
     redis: RedisRateLimiter | None = None
 
@@ -80,6 +83,13 @@ class Gateway:
         return checks
 
     async def start(self) -> None:
+        configured = self.settings.file_signing_key
+        signing_key = (
+            configured.get_secret_value()
+            if configured
+            else await self.store.meta_value("file_signing_key", new_signing_key())
+        )
+        self.files.use_key(signing_key.encode())
         await self.registry.start()
         await self.store.release_expired()
         await self.keys.start()
@@ -154,6 +164,7 @@ def build_gateway(settings: Settings) -> Gateway:
         billing,
         KeyAuthenticator(master, keys),
         chat,
+        FileStore(settings.files_dir, settings.file_url_ttl),
         redis=redis,
     )
 
@@ -179,7 +190,13 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         redoc_url=None,
     )
     app.state.gateway = gateway
-    for router in (chat_routes.router, catalog_routes.router, health_routes.router, admin_routes.router):
+    for router in (
+        chat_routes.router,
+        catalog_routes.router,
+        health_routes.router,
+        admin_routes.router,
+        file_routes.router,
+    ):
         app.include_router(router)
         app.include_router(router, prefix="/v1", include_in_schema=False)
     install_error_handlers(app)

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     # unset, each instance counts in memory on its own.
     redis_url: str | None = None
     public_url: str | None = None
+    # Generated files (images, audio): where they are kept and how long links live.
+    files_dir: Path = Path("./data/files")
+    file_signing_key: SecretStr | None = None
+    file_url_ttl: int = Field(default=3600, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     attempt_timeout: float = Field(default=60.0, gt=0)

@@ -23,7 +23,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from ccapi.billing.types import Account, ApiKey
 from ccapi.core import ids
-from ccapi.storage.tables import Money, accounts, api_keys, credit_entries, reservations, usage, usd
+from ccapi.storage.tables import (
+    Money,
+    accounts,
+    api_keys,
+    credit_entries,
+    instance_meta,
+    reservations,
+    usage,
+    usd,
+)
 
 ZERO = Decimal(0)
 
@@ -91,6 +100,18 @@ class Store:
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(select(1))
+
+    # -- instance metadata --------------------------------------------------
+
+    async def meta_value(self, key: str, default: str) -> str:
+        """The stored value of `key`, storing `default` first if there is none
+        (several instances starting at once all end up with the same value)."""
+        async with self.write() as conn:
+            found = (await conn.execute(select(instance_meta.c.value).where(instance_meta.c.key == key))).first()
+            if found is None:
+                await conn.execute(insert(instance_meta).values(key=key, value=default, updated_at=func.now()))
+                return default
+            return str(found.value)
 
     # -- accounts ---------------------------------------------------------
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -54,6 +55,14 @@ def usd(amount: Decimal) -> Any:
 
 
 metadata = MetaData()
+
+instance_meta = Table(
+    "instance_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
 
 # Times are unix seconds (float): one representation on every database, cheap to compare.
 accounts = Table(
