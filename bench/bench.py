@@ -713,8 +713,8 @@ def versions(litellm: str) -> dict[str, str]:
     dirty = cmd(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"])
     wrk = cmd(["wrk", "--version"]).splitlines()
     ccapi_file = cmd([sys.executable, "-c", "import ccapi; print(ccapi.__file__)"]).splitlines()[-1]
-    if not Path(ccapi_file).resolve().is_relative_to(ROOT):
-        git = f"not this checkout: {Path(ccapi_file).parent}"
+    if not Path(ccapi_file).resolve().is_relative_to(ROOT):  # CCAPI_VENV points at another installation
+        git = os.environ.get("BENCH_CCAPI_LABEL") or f"not this checkout: {Path(ccapi_file).parent}"
         dirty = ""
     return {
         "ccapi_git": git + ("+dirty" if dirty else ""),

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # CCAPI benchmark: direct-to-simulator vs CCAPI vs the LiteLLM proxy, on this machine.
 #
-#   bench/run.sh [--quick] [--no-profile] [--targets direct,ccapi,litellm]
+#   bench/run.sh [--quick] [--no-profile] [--targets direct,ccapi,litellm] [--keep-logs]
+#
+# CCAPI_VENV=<venv> measures the CCAPI installed there instead of this checkout's
+# .venv (BENCH_CCAPI_LABEL=<text> then names it in the results).
 #
 # Installs what it needs when missing (wrk from Debian, LiteLLM into
 # bench/.litellm-venv, py-spy into bench/.tools-venv), then runs bench/bench.py,
