@@ -20,6 +20,8 @@ from ccapi.api import catalog as catalog_routes
 from ccapi.api import chat as chat_routes
 from ccapi.api import files as file_routes
 from ccapi.api import health as health_routes
+from ccapi.api import images as image_routes
+from ccapi.api import speech as speech_routes
 from ccapi.api.errors import install_error_handlers
 from ccapi.api.middleware import FastPath, RequestIdMiddleware
 from ccapi.api.openapi import install_openapi
@@ -94,10 +96,12 @@ class Gateway:
         await self.store.release_expired()
         await self.keys.start()
         self.ledger.start()
+        self.billing.credit.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="ccapi-reservation-sweeper")
 
     async def stop(self) -> None:
         self._sweeper.cancel()
+        await self.billing.credit.close()
         await self.ledger.close()
         await self.keys.stop()
         await self.registry.close()
@@ -140,7 +144,14 @@ def build_gateway(settings: Settings) -> Gateway:
     ledger = LedgerWriter(store)
     redis = _redis_limiter(settings.redis_url) if settings.redis_url else None
     limiter: RateLimiter = redis if redis is not None else MemoryRateLimiter()
-    billing = BillingService(store, keys, limiter, ledger, settings.request_timeout + RESERVATION_GRACE_SECONDS)
+    billing = BillingService(
+        store,
+        keys,
+        limiter,
+        ledger,
+        settings.request_timeout + RESERVATION_GRACE_SECONDS,
+        settings.credit_idle_release,
+    )
     chat = ChatService(
         catalog=catalog,
         configured={name: p.configured for name, p in providers.items()},
@@ -196,6 +207,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         health_routes.router,
         admin_routes.router,
         file_routes.router,
+        image_routes.router,
+        speech_routes.router,
     ):
         app.include_router(router)
         app.include_router(router, prefix="/v1", include_in_schema=False)

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     request_timeout: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     max_models: int = Field(default=10, ge=1)
+    # Seconds an instance keeps unused leased credit before giving it back
+    # (see billing/credit.py).
+    credit_idle_release: float = Field(default=5.0, gt=0)
     # Connections kept per upstream host.
     upstream_pool_size: int = Field(default=256, ge=1)
 

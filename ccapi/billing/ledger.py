@@ -26,7 +26,7 @@ SPLIT_AFTER_ATTEMPTS = 3
 class LedgerWriter:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._queue: asyncio.Queue[tuple[Settlement | None, dict[str, Any]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Settlement | None, dict[str, Any] | None]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.written = 0
@@ -35,7 +35,7 @@ class LedgerWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ccapi-ledger")
 
-    def submit(self, settlement: Settlement | None, row: dict[str, Any]) -> None:
+    def submit(self, settlement: Settlement | None, row: dict[str, Any] | None) -> None:
         self._queue.put_nowait((settlement, row))
 
     @property
@@ -63,7 +63,7 @@ class LedgerWriter:
             for _ in batch:
                 self._queue.task_done()
 
-    async def _write(self, batch: list[tuple[Settlement | None, dict[str, Any]]]) -> None:
+    async def _write(self, batch: list[tuple[Settlement | None, dict[str, Any] | None]]) -> None:
         delay, attempt = 0.1, 0
         while True:
             attempt += 1
@@ -83,16 +83,18 @@ class LedgerWriter:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _write_one(self, item: tuple[Settlement | None, dict[str, Any]]) -> None:
+    async def _write_one(self, item: tuple[Settlement | None, dict[str, Any] | None]) -> None:
         for _ in range(SPLIT_AFTER_ATTEMPTS):
             try:
                 await self._commit([item])
                 return
             except Exception:
                 await asyncio.sleep(0.1)
-        log.error("ledger entry for request %s could not be written; it is dropped", item[1].get("request_id"))
+        row = item[1] or {}
+        log.error("ledger entry for request %s could not be written; it is dropped", row.get("request_id"))
         self.dropped += 1
 
-    async def _commit(self, batch: list[tuple[Settlement | None, dict[str, Any]]]) -> None:
-        await self.store.record([s for s, _ in batch if s is not None], [r for _, r in batch])
-        self.written += len(batch)
+    async def _commit(self, batch: list[tuple[Settlement | None, dict[str, Any] | None]]) -> None:
+        rows = [r for _, r in batch if r is not None]
+        await self.store.record([s for s, _ in batch if s is not None], rows)
+        self.written += len(rows)

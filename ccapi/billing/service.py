@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from ccapi.api.deps import Principal
+from ccapi.billing.credit import CreditLeases, Hold
 from ccapi.billing.keys import KeyCache, model_allowed
 from ccapi.billing.ledger import LedgerWriter
 from ccapi.billing.ratelimit import Limit, RateLimiter, Verdict
@@ -18,7 +19,7 @@ from ccapi.catalog.catalog import ModelInfo
 from ccapi.core.errors import BillingError, PermissionDeniedError, RateLimitError
 from ccapi.core.tokens import estimate_prompt_tokens
 from ccapi.core.types import RequestRecord
-from ccapi.storage.store import Reservation, ReserveRefused, Settlement, Store
+from ccapi.storage.store import ReserveRefused, Store
 
 # When neither the request nor the catalog bounds the output, reserve for this many tokens.
 DEFAULT_MAX_OUTPUT = 4096
@@ -27,7 +28,7 @@ DEFAULT_MAX_OUTPUT = 4096
 @dataclass(slots=True)
 class Admission:
     limits: list[Limit]
-    reservation: Reservation | None
+    hold: Hold | None
     admitted_at: float
     estimated_tokens: int
     headers: dict[str, str] = field(default_factory=dict)
@@ -50,13 +51,19 @@ def output_bound(body: dict[str, Any], info: ModelInfo) -> int:
 
 class BillingService:
     def __init__(
-        self, store: Store, keys: KeyCache, limiter: RateLimiter, ledger: LedgerWriter, reservation_ttl: float
+        self,
+        store: Store,
+        keys: KeyCache,
+        limiter: RateLimiter,
+        ledger: LedgerWriter,
+        reservation_ttl: float,
+        lease_idle_release: float = 5.0,
     ) -> None:
         self.store = store
         self.keys = keys
         self.limiter = limiter
         self.ledger = ledger
-        self.reservation_ttl = reservation_ttl
+        self.credit = CreditLeases(store, ledger.submit, reservation_ttl, lease_idle_release)
 
     def limits_for(self, principal: Principal) -> list[Limit]:
         key = principal.key
@@ -114,12 +121,8 @@ class BillingService:
             return admission
         key = principal.key
         try:
-            admission.reservation = await self.store.reserve(
-                principal.account_id,
-                key,
-                needed(),
-                self.reservation_ttl,
-                period_start(key.spend_limit_period, now) if key else None,
+            admission.hold = await self.credit.hold(
+                principal.account_id, key, needed(), period_start(key.spend_limit_period, now) if key else None
             )
         except ReserveRefused as refused:
             raise _billing_error(refused, admission.headers) from None
@@ -127,8 +130,8 @@ class BillingService:
 
     def settle(self, admission: Admission | None, record: RequestRecord) -> None:
         """Charge what was delivered, release the rest, write the ledger row."""
-        reservation = admission.reservation if admission else None
-        settlement = Settlement(reservation, record.cost) if reservation is not None else None
+        hold = admission.hold if admission else None
+        settlement = self.credit.settle(hold, record.cost) if hold is not None else None
         self.ledger.submit(settlement, ledger_row(record))
 
     async def correct_tokens(self, admission: Admission, record: RequestRecord) -> None:

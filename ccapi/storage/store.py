@@ -61,6 +61,9 @@ class Reservation:
 class Settlement:
     reservation: Reservation
     cost: Decimal
+    # A charge against a lease that stays open (its hold shrinks by `cost`);
+    # otherwise the reservation ends and what is left of it is released.
+    partial: bool = False
 
 
 class ReserveRefused(Exception):
@@ -284,36 +287,7 @@ class Store:
         now = time.time()
         reservation = Reservation(new_id("res"), account_id, key.id if key else None, amount)
         async with self.write() as conn:
-            if key is not None and key.spend_limit is not None:
-                spent = _period_spent(period_start)
-                result = await conn.execute(
-                    update(api_keys)
-                    .where(api_keys.c.id == key.id, spent + api_keys.c.reserved + usd(amount) <= api_keys.c.spend_limit)
-                    .values(spent=spent, period_start=period_start, reserved=api_keys.c.reserved + usd(amount))
-                )
-                if result.rowcount == 0:
-                    row = (
-                        await conn.execute(
-                            select(
-                                type_coerce(api_keys.c.spend_limit - spent - api_keys.c.reserved, Money).label("left")
-                            ).where(api_keys.c.id == key.id)
-                        )
-                    ).first()
-                    raise ReserveRefused("key", amount, row.left if row else ZERO)
-            result = await conn.execute(
-                update(accounts)
-                .where(accounts.c.id == account_id, accounts.c.balance - accounts.c.reserved >= usd(amount))
-                .values(reserved=accounts.c.reserved + usd(amount))
-            )
-            if result.rowcount == 0:
-                row = (
-                    await conn.execute(
-                        select(type_coerce(accounts.c.balance - accounts.c.reserved, Money).label("left")).where(
-                            accounts.c.id == account_id
-                        )
-                    )
-                ).first()
-                raise ReserveRefused("account", amount, row.left if row else ZERO)
+            await self._hold(conn, account_id, key, amount, period_start)
             await conn.execute(
                 insert(reservations).values(
                     id=reservation.id,
@@ -325,6 +299,82 @@ class Store:
                 )
             )
         return reservation
+
+    async def _hold(
+        self, conn: AsyncConnection, account_id: str, key: ApiKey | None, amount: Decimal, period_start: float | None
+    ) -> None:
+        """Add `amount` to the key's and the account's holds if both cover it;
+        else raise ReserveRefused (the transaction is rolled back)."""
+        if key is not None and key.spend_limit is not None:
+            spent = _period_spent(period_start)
+            result = await conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key.id, spent + api_keys.c.reserved + usd(amount) <= api_keys.c.spend_limit)
+                .values(spent=spent, period_start=period_start, reserved=api_keys.c.reserved + usd(amount))
+            )
+            if result.rowcount == 0:
+                row = (
+                    await conn.execute(
+                        select(
+                            type_coerce(api_keys.c.spend_limit - spent - api_keys.c.reserved, Money).label("left")
+                        ).where(api_keys.c.id == key.id)
+                    )
+                ).first()
+                raise ReserveRefused("key", amount, row.left if row else ZERO)
+        result = await conn.execute(
+            update(accounts)
+            .where(accounts.c.id == account_id, accounts.c.balance - accounts.c.reserved >= usd(amount))
+            .values(reserved=accounts.c.reserved + usd(amount))
+        )
+        if result.rowcount == 0:
+            row = (
+                await conn.execute(
+                    select(type_coerce(accounts.c.balance - accounts.c.reserved, Money).label("left")).where(
+                        accounts.c.id == account_id
+                    )
+                )
+            ).first()
+            raise ReserveRefused("account", amount, row.left if row else ZERO)
+
+    async def extend_lease(
+        self,
+        lease_id: str,
+        account_id: str,
+        key: ApiKey | None,
+        amount: Decimal,
+        ttl: float,
+        period_start: float | None,
+    ) -> None:
+        """Grow a lease (an instance's standing reservation) by `amount`, or open
+        it; the same conditional updates as `reserve`. Raises ReserveRefused."""
+        now = time.time()
+        async with self.write() as conn:
+            # The lease row first: every transaction locks reservations, then
+            # keys, then accounts (see _settle); a refusal rolls all of it back.
+            grown = await conn.execute(
+                update(reservations)
+                .where(reservations.c.id == lease_id)
+                .values(amount=reservations.c.amount + usd(amount), expires_at=now + ttl)
+            )
+            await self._hold(conn, account_id, key, amount, period_start)
+            if grown.rowcount == 0:
+                await conn.execute(
+                    insert(reservations).values(
+                        id=lease_id,
+                        account_id=account_id,
+                        key_id=key.id if key else None,
+                        amount=amount,
+                        created=now,
+                        expires_at=now + ttl,
+                    )
+                )
+
+    async def renew_leases(self, lease_ids: Sequence[str], ttl: float) -> None:
+        if lease_ids:
+            async with self.write() as conn:
+                await conn.execute(
+                    update(reservations).where(reservations.c.id.in_(lease_ids)).values(expires_at=time.time() + ttl)
+                )
 
     async def record(self, settlements: Sequence[Settlement], rows: Sequence[dict[str, Any]]) -> None:
         """Settle reservations and write ledger rows, in one transaction."""
@@ -408,8 +458,18 @@ async def _settle(conn: AsyncConnection, items: Sequence[Settlement]) -> int:
     released: list[tuple[Reservation, Decimal, Decimal | None]] = []
     for item in sorted(items, key=lambda i: i.reservation.id):
         res = item.reservation
-        held = (await conn.execute(delete(reservations).where(reservations.c.id == res.id))).rowcount
-        released.append((res, item.cost, res.amount if held else None))
+        if item.partial:
+            result = await conn.execute(
+                update(reservations)
+                .where(reservations.c.id == res.id)
+                .values(amount=reservations.c.amount - usd(item.cost))
+            )
+            released.append((res, item.cost, item.cost if result.rowcount else None))
+            continue
+        row = (
+            await conn.execute(delete(reservations).where(reservations.c.id == res.id).returning(reservations.c.amount))
+        ).first()
+        released.append((res, item.cost, row.amount if row else None))
     for res, cost, release in sorted(released, key=lambda r: r[0].key_id or ""):
         if res.key_id is not None:
             back = release or ZERO

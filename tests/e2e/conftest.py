@@ -29,6 +29,8 @@ def gateway_env(sim_url: str, **extra: str) -> dict[str, str]:
         "CCAPI_MASTER_KEY": MASTER,
         "CCAPI_BREAKER__FAILURE_THRESHOLD": "1000",
         "CCAPI_ATTEMPT_TIMEOUT": "2",
+        # Leased credit goes back quickly, so tests can see `reserved` return to 0.
+        "CCAPI_CREDIT_IDLE_RELEASE": "0.3",
         # Healthy providers, one per wire format.
         "OPENAI_API_KEY": "sk-sim-openai",
         "CCAPI_OPENAI_BASE_URL": f"{sim_url}/v1",

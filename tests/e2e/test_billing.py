@@ -44,8 +44,13 @@ class Accounts:
         return key.id, secret
 
     def balance(self, account_id: str) -> tuple[Decimal, Decimal]:
-        account = self.run(lambda s: s.get_account(account_id))
-        return account.balance, account.reserved
+        """(balance, reserved) once the account's leased credit is back (or 5 s)."""
+        deadline = time.monotonic() + 5
+        while True:
+            account = self.run(lambda s: s.get_account(account_id))
+            if account.reserved == 0 or time.monotonic() > deadline:
+                return account.balance, account.reserved
+            time.sleep(0.1)
 
     def rows(self, **filters: Any) -> list[dict[str, Any]]:
         return list(self.run(lambda s: s.query_usage(filters, 1000, 0))[0])
