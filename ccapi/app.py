@@ -20,6 +20,8 @@ from ccapi.api import catalog as catalog_routes
 from ccapi.api import chat as chat_routes
 from ccapi.api import files as file_routes
 from ccapi.api import health as health_routes
+from ccapi.api import images as image_routes
+from ccapi.api import speech as speech_routes
 from ccapi.api.errors import install_error_handlers
 from ccapi.api.middleware import FastPath, RequestIdMiddleware
 from ccapi.api.openapi import install_openapi
@@ -205,6 +207,8 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         health_routes.router,
         admin_routes.router,
         file_routes.router,
+        image_routes.router,
+        speech_routes.router,
     ):
         app.include_router(router)
         app.include_router(router, prefix="/v1", include_in_schema=False)

@@ -43,7 +43,9 @@ from ccapi.sim.faults import (
     split_model_suffix,
 )
 from ccapi.sim.gemini import GeminiDialect
+from ccapi.sim.images import image_routes
 from ccapi.sim.openai import OpenAIDialect
+from ccapi.sim.speech import SpeechRoutes
 
 __all__ = ["SIM_STATE", "SimConfig", "create_sim_app", "load_config", "run"]
 
@@ -437,6 +439,7 @@ SIM_STATE: Final = web.AppKey("ccapi.sim.state", _Simulator)
 def create_sim_app(config: SimConfig | None = None) -> web.Application:
     """Build the simulator application (state lives in the app, one per app)."""
     sim = _Simulator(config or SimConfig())
+    speech = SpeechRoutes(sim, FAULT_HEADER)
     # Large prompts (context-window tests) must not hit aiohttp's 1 MiB default.
     app = web.Application(client_max_size=256 * 1024**2)
     provider_routes: list[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]]] = [
@@ -448,7 +451,11 @@ def create_sim_app(config: SimConfig | None = None) -> web.Application:
         ("GET", "/v1beta/models", sim.gemini_models),
         # Gemini's stable v1 surface has the same generate methods.
         ("POST", "/v1/models/{model_action}", sim.gemini_model_action),
+        # Text to speech (sim/speech.py): OpenAI and ElevenLabs.
+        ("POST", "/v1/audio/speech", speech.openai_speech),
+        ("POST", "/v1/text-to-speech/{voice_id}", speech.elevenlabs_speech),
     ]
+    provider_routes += image_routes(sim)
     for method, path, handler in provider_routes:
         app.router.add_route(method, path, handler)
         app.router.add_route(method, FAULT_PREFIX + path, handler)

@@ -1,0 +1,653 @@
+"""Image generation (`POST /images/generations`, synchronous): check the
+request against the model's rules, reserve, call the provider, re-host every
+image in the FileStore, settle, render.
+
+Pure parts first (rules, pricing, translation to and from each wire format,
+each a table-driven unit test); the I/O (`ImageService`) last. Provider rules
+and their sources are in docs/images.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import orjson
+
+from ccapi.api.deps import Principal
+from ccapi.billing.service import Admission, BillingService
+from ccapi.catalog.catalog import Catalog, ModelInfo
+from ccapi.catalog.pricing import MILLION, round_usd
+from ccapi.core.errors import CCAPIError, InvalidRequestError, ProviderUnavailableError, UpstreamError
+from ccapi.core.ids import new_id
+from ccapi.core.recorder import Recorder
+from ccapi.core.tokens import estimate_text_tokens
+from ccapi.core.types import RequestRecord
+from ccapi.files.store import FileStore
+from ccapi.providers.registry import ProviderConfig
+from ccapi.schemas.images import LegacyImageGenerationRequest
+
+# --- rules: what each model family takes ---------------------------------------
+
+GPT_IMAGE_QUALITIES = ("auto", "low", "medium", "high")
+DALLE3_QUALITIES = ("auto", "standard", "hd")
+DALLE3_STYLES = ("vivid", "natural")
+ALL_FORMATS = ("png", "jpeg", "webp")
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRules:
+    """The OpenAI image parameters a model family takes (None: refused)."""
+
+    wire: str  # "openai" | "stability-v1" | "stability-v2"
+    qualities: tuple[str, ...] | None = None
+    styles: tuple[str, ...] | None = None
+    output_formats: tuple[str, ...] | None = None
+    backgrounds: tuple[str, ...] | None = None
+    compression: bool = False
+    moderation: bool = False
+    max_n: int = 10
+    # Stability v2beta route: "ultra" | "core" | "sd3"
+    endpoint: str | None = None
+
+
+def rules_for(info: ModelInfo) -> ModelRules:
+    """The family rules of an image model; 400 `model` for a wire format this route does not drive yet."""
+    provider, model = info.provider.name, info.upstream_model
+    if info.provider.api == "openai" and provider == "openai":
+        if model.startswith("gpt-image"):
+            # gpt-image-2 and later refuse transparent backgrounds (OpenAI's model page).
+            transparent = not re.match(r"gpt-image-([2-9]|\d\d)", model)
+            backgrounds = ("transparent", "opaque", "auto") if transparent else ("opaque", "auto")
+            return ModelRules(
+                "openai",
+                qualities=GPT_IMAGE_QUALITIES,
+                output_formats=ALL_FORMATS,
+                backgrounds=backgrounds,
+                compression=True,
+                moderation=True,
+            )
+        if model == "dall-e-3":
+            return ModelRules("openai", qualities=DALLE3_QUALITIES, styles=DALLE3_STYLES, max_n=1)
+        if model == "dall-e-2":
+            return ModelRules("openai", qualities=("auto", "standard"))
+    if info.provider.api == "stability":
+        if model.startswith("stable-diffusion-"):
+            return ModelRules("stability-v1", output_formats=("png",))
+        if model == "stable-image-ultra":
+            return ModelRules("stability-v2", output_formats=ALL_FORMATS, endpoint="ultra")
+        if model == "stable-image-core":
+            return ModelRules("stability-v2", output_formats=ALL_FORMATS, endpoint="core")
+        if model.startswith("sd3"):
+            return ModelRules("stability-v2", output_formats=("png", "jpeg"), endpoint="sd3")
+    raise InvalidRequestError(
+        f"{info.id} is not supported on /images/generations yet (supported: OpenAI and Stability AI image models).",
+        code="model_not_supported",
+        param="model",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ImageParams:
+    """A checked request: every value is one the model takes."""
+
+    prompt: str
+    n: int
+    size: str  # as the catalog lists it (a WxH or, for Stability v2beta, an aspect ratio)
+    quality: str | None
+    style: str | None
+    output_format: str | None
+    output_compression: int | None
+    background: str | None
+    moderation: str | None
+    user: str | None
+    response_format: str  # what the client wants back: "url" | "b64_json"
+    rules: ModelRules
+
+
+_WXH = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+
+
+def resolve_size(size: str | None, info: ModelInfo) -> str:
+    supported = info.entry.supported_sizes or ()
+    if size is None:
+        return "auto" if "auto" in supported else (supported[0] if supported else "1024x1024")
+    if not supported or size in supported:
+        return size
+    match = _WXH.match(size)
+    if match and all(":" in s for s in supported):
+        # A WxH for an aspect-ratio model (Stability v2beta) is taken when its ratio is listed.
+        w, h = int(match[1]), int(match[2])
+        g = math.gcd(w, h)
+        ratio = f"{w // g}:{h // g}"
+        if ratio in supported:
+            return ratio
+    raise InvalidRequestError(
+        f"Invalid 'size': {size!r} is not supported by {info.id}. Supported: {', '.join(supported)}.",
+        code="invalid_value",
+        param="size",
+    )
+
+
+def _refuse(param: str, info: ModelInfo, value: Any, allowed: tuple[str, ...] | None) -> InvalidRequestError:
+    if allowed is None:
+        return InvalidRequestError(
+            f"{info.id} does not take the parameter '{param}'.", code="unsupported_parameter", param=param
+        )
+    return InvalidRequestError(
+        f"Invalid '{param}': {value!r} is not supported by {info.id}. Supported: {', '.join(allowed)}.",
+        code="unsupported_value",
+        param=param,
+    )
+
+
+def check_params(req: LegacyImageGenerationRequest, info: ModelInfo) -> ImageParams:
+    """400 naming the first parameter this model cannot take, else the checked params."""
+    if info.entry.type != "image":
+        raise InvalidRequestError(
+            f"{info.id} is a {info.entry.type} model, not an image model.", code="invalid_model", param="model"
+        )
+    if req.async_:
+        raise InvalidRequestError("'async': true is not supported yet on this gateway.", param="async")
+    if req.webhook_url is not None:
+        raise InvalidRequestError("'webhook_url' is not supported yet (webhooks are for jobs).", param="webhook_url")
+    rules = rules_for(info)
+    if req.n > rules.max_n:
+        raise InvalidRequestError(
+            f"Invalid 'n': {info.id} generates at most {rules.max_n} image(s) per request.",
+            code="invalid_value",
+            param="n",
+        )
+    size = resolve_size(req.size, info)
+    for param, value, allowed in (
+        ("quality", req.quality, rules.qualities),
+        ("style", req.style, rules.styles),
+        ("output_format", req.output_format, rules.output_formats),
+        ("background", req.background, rules.backgrounds),
+    ):
+        if value is not None and (allowed is None or value not in allowed):
+            raise _refuse(param, info, value, allowed)
+    if req.output_compression is not None:
+        if not rules.compression:
+            raise _refuse("output_compression", info, req.output_compression, None)
+        if req.output_format not in ("jpeg", "webp"):
+            raise InvalidRequestError(
+                "'output_compression' needs output_format 'jpeg' or 'webp'.", param="output_compression"
+            )
+    if req.moderation is not None and not rules.moderation:
+        raise _refuse("moderation", info, req.moderation, None)
+    if req.background == "transparent" and req.output_format == "jpeg":
+        raise InvalidRequestError(
+            "A transparent background needs output_format 'png' or 'webp'.", code="invalid_value", param="background"
+        )
+    return ImageParams(
+        prompt=req.prompt,
+        n=req.n,
+        size=size,
+        quality=req.quality,
+        style=req.style,
+        output_format=req.output_format,
+        output_compression=req.output_compression,
+        background=req.background,
+        moderation=req.moderation,
+        user=req.user,
+        response_format=req.response_format or "url",
+        rules=rules,
+    )
+
+
+# --- pricing ------------------------------------------------------------------
+
+# Output image tokens per 1024x1024 of a GPT image model, by quality (OpenAI's
+# published gpt-image-1 table: 272 / 1056 / 4160), scaled by area. Only the
+# reservation uses it for token-priced models; the charge is the upstream's usage.
+TOKENS_PER_MEGATILE = {"low": 272, "medium": 1056, "high": 4160}
+# `size: auto` lets the model pick among its standard sizes; reserve for the largest of them.
+AUTO_SIZE_AREA = 1024 * 1536
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCost:
+    input_cost: Decimal
+    output_cost: Decimal
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total(self) -> Decimal:
+        return self.input_cost + self.output_cost
+
+
+def _area(size: str) -> int:
+    match = _WXH.match(size)
+    return int(match[1]) * int(match[2]) if match else AUTO_SIZE_AREA
+
+
+def estimated_output_tokens(size: str, quality: str | None) -> int:
+    per_tile = TOKENS_PER_MEGATILE.get(quality or "high", TOKENS_PER_MEGATILE["high"])
+    return math.ceil(per_tile * _area(size) / (1024 * 1024))
+
+
+def _table_price(info: ModelInfo, size: str, quality: str | None) -> Decimal | None:
+    table = info.entry.pricing.image_prices
+    if not table:
+        return None
+    rows = [table[size]] if size in table else list(table.values())
+    if quality is not None and quality != "auto" and all(quality in row for row in rows):
+        return max(row[quality] for row in rows)
+    return max(price for row in rows for price in row.values())  # unknown choice: the dearest
+
+
+def _token_cost(info: ModelInfo, prompt_tokens: int, output_tokens: int) -> ImageCost:
+    pricing = info.entry.pricing
+    rate_in = (pricing.input_cost_per_million or Decimal(0)) / MILLION
+    rate_out = (pricing.output_cost_per_million or Decimal(0)) / MILLION
+    return ImageCost(
+        round_usd(prompt_tokens * rate_in), round_usd(output_tokens * rate_out), prompt_tokens, output_tokens
+    )
+
+
+def reservation(info: ModelInfo, params: ImageParams) -> Decimal:
+    """The most the request can cost (the amount reserved before the call)."""
+    per_image = info.entry.pricing.per_image_cost
+    if per_image is not None:
+        return round_usd(per_image * params.n)
+    table = _table_price(info, params.size, params.quality)
+    if table is not None:
+        return round_usd(table * params.n)
+    prompt = estimate_text_tokens(len(params.prompt))
+    return _token_cost(info, prompt, params.n * estimated_output_tokens(params.size, params.quality)).total
+
+
+def actual_cost(info: ModelInfo, params: ImageParams, delivered: int, upstream: UpstreamImages) -> ImageCost:
+    """What the delivered images cost: catalog per-image prices, else the upstream's token usage."""
+    per_image = info.entry.pricing.per_image_cost
+    if per_image is not None:
+        return ImageCost(Decimal(0), round_usd(per_image * delivered))
+    size = upstream.size or params.size
+    quality = upstream.quality or params.quality
+    if quality is None and params.rules.styles is not None:
+        quality = "standard"  # dall-e-3's default
+    table = _table_price(info, size, quality)
+    if table is not None:
+        return ImageCost(Decimal(0), round_usd(table * delivered))
+    if upstream.output_tokens is not None:
+        return _token_cost(info, upstream.input_tokens or 0, upstream.output_tokens)
+    prompt = estimate_text_tokens(len(params.prompt))
+    return _token_cost(info, prompt, delivered * estimated_output_tokens(size, quality))
+
+
+# --- translation: our params <-> each wire format -------------------------------
+
+
+@dataclass(slots=True)
+class RawImage:
+    data: bytes | None = None
+    url: str | None = None  # an upstream link, fetched and re-hosted
+    revised_prompt: str | None = None
+    seed: int | None = None
+
+
+@dataclass(slots=True)
+class UpstreamImages:
+    images: list[RawImage] = field(default_factory=list)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    size: str | None = None
+    quality: str | None = None
+
+
+class BadUpstreamAnswer(Exception):
+    """The upstream answered 2xx with something we cannot read."""
+
+
+def openai_body(params: ImageParams, info: ModelInfo) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": info.upstream_model, "prompt": params.prompt, "n": params.n, "size": params.size}
+    for name in ("quality", "style", "output_format", "output_compression", "background", "moderation", "user"):
+        value = getattr(params, name)
+        if value is not None:
+            body[name] = value
+    if params.rules.styles is not None or info.upstream_model == "dall-e-2":
+        # DALL-E answers links by default; GPT image models always answer base64 and refuse the field.
+        body["response_format"] = params.response_format
+    return body
+
+
+def parse_openai(payload: Any) -> UpstreamImages:
+    if not isinstance(payload, dict) or not isinstance(payload.get("data"), list):
+        raise BadUpstreamAnswer("no 'data' list")
+    out = UpstreamImages(size=_str(payload.get("size")), quality=_str(payload.get("quality")))
+    for item in payload["data"]:
+        if not isinstance(item, dict):
+            raise BadUpstreamAnswer("a 'data' item is not an object")
+        raw = RawImage(revised_prompt=_str(item.get("revised_prompt")))
+        if isinstance(item.get("b64_json"), str):
+            raw.data = _b64(item["b64_json"])
+        elif isinstance(item.get("url"), str):
+            raw.url = item["url"]
+        else:
+            raise BadUpstreamAnswer("an image has neither 'b64_json' nor 'url'")
+        out.images.append(raw)
+    usage = payload.get("usage")
+    if isinstance(usage, dict):
+        out.input_tokens = _int(usage.get("input_tokens"))
+        out.output_tokens = _int(usage.get("output_tokens"))
+    return out
+
+
+def stability_v1_body(params: ImageParams) -> dict[str, Any]:
+    width, _, height = params.size.partition("x")
+    return {
+        "text_prompts": [{"text": params.prompt, "weight": 1}],
+        "width": int(width),
+        "height": int(height),
+        "samples": params.n,
+    }
+
+
+def parse_stability_v1(payload: Any) -> UpstreamImages:
+    artifacts = payload.get("artifacts") if isinstance(payload, dict) else None
+    if not isinstance(artifacts, list):
+        raise BadUpstreamAnswer("no 'artifacts' list")
+    out = UpstreamImages()
+    for art in artifacts:
+        if not isinstance(art, dict) or not isinstance(art.get("base64"), str):
+            raise BadUpstreamAnswer("an artifact has no 'base64'")
+        if art.get("finishReason") == "ERROR":
+            raise BadUpstreamAnswer("an artifact finished with ERROR")
+        out.images.append(RawImage(data=_b64(art["base64"]), seed=_int(art.get("seed"))))
+    return out
+
+
+def stability_v2_form(params: ImageParams, info: ModelInfo) -> dict[str, str]:
+    form = {"prompt": params.prompt, "aspect_ratio": params.size, "output_format": params.output_format or "png"}
+    if params.rules.endpoint == "sd3":
+        form["model"] = info.upstream_model
+    return form
+
+
+def parse_stability_v2(payload: Any) -> RawImage:
+    if not isinstance(payload, dict) or not isinstance(payload.get("image"), str):
+        raise BadUpstreamAnswer("no 'image'")
+    if payload.get("finish_reason") not in (None, "SUCCESS", "CONTENT_FILTERED"):
+        raise BadUpstreamAnswer(f"finish_reason {payload.get('finish_reason')!r}")
+    return RawImage(data=_b64(payload["image"]), seed=_int(payload.get("seed")))
+
+
+def _b64(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise BadUpstreamAnswer("an image is not valid base64") from None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def sniff_image_type(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+# --- the service ----------------------------------------------------------------
+
+MAX_FETCHED_IMAGE_BYTES = 50 * 1024 * 1024
+
+
+class AttemptFailed(Exception):
+    def __init__(self, status: int | None, message: str, client_error: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.client_error = client_error  # the upstream refused the request itself (400)
+
+
+class ImageService:
+    """Built per request from the gateway's parts; owns no long-lived state.
+
+    Each request opens its own HTTP session: image calls take seconds, so a
+    pool would save nothing measurable.
+    """
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        providers: dict[str, ProviderConfig],
+        billing: BillingService,
+        files: FileStore,
+        recorder: Recorder,
+        attempt_timeout: float,
+    ) -> None:
+        self.catalog = catalog
+        self.providers = providers
+        self.billing = billing
+        self.files = files
+        self.recorder = recorder
+        self.attempt_timeout = attempt_timeout
+
+    async def generate(
+        self, req: LegacyImageGenerationRequest, record: RequestRecord, principal: Principal, base_url: str
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The response body and headers; `record` is filled in and settled."""
+        admission: Admission | None = None
+        record.requested_models = [req.model]
+        try:
+            info = self.catalog.models[self.catalog.resolve(req.model)[0]]
+            params = check_params(req, info)
+            config = self.providers[info.provider.name]
+            if not config.configured:
+                raise ProviderUnavailableError(
+                    f"No candidate's provider is configured: {config.how_to_configure()}.",
+                    code="provider_not_configured",
+                )
+            self.billing.allowed(principal, [info])
+            admission = await self.billing.admit_cost(principal, lambda: reservation(info, params), 0)
+            record.model, record.provider = info.id, info.provider.name
+            started = time.monotonic()
+            try:
+                upstream, rehosted = await self._call(config, info, params)
+            except AttemptFailed as failed:
+                raise self._attempt_error(info, failed, started, record) from None
+            record.attempts = [_attempt(info, 200, None, started)]
+            payload = await self._render(info, params, upstream, rehosted, base_url)
+            cost = actual_cost(info, params, len(rehosted), upstream)
+            payload["usage"] = {"images": len(rehosted), "cost": float(cost.total)}
+            record.prompt_tokens, record.completion_tokens = cost.prompt_tokens, cost.output_tokens
+            record.input_cost, record.output_cost = cost.input_cost, cost.output_cost
+            record.status = 200
+            self._settle(record, admission)
+        except CCAPIError as exc:
+            if admission is not None:
+                exc.headers = {**admission.headers, **exc.headers}
+            self.finish_failed(record, exc, admission)
+            raise
+        headers = {"x-ccapi-provider": info.provider.name, "x-ccapi-model": info.id, "x-ccapi-attempts": "1"}
+        headers.update(admission.headers)
+        return payload, headers
+
+    async def _call(
+        self, config: ProviderConfig, info: ModelInfo, params: ImageParams
+    ) -> tuple[UpstreamImages, list[tuple[bytes, str]]]:
+        timeout = aiohttp.ClientTimeout(total=self.attempt_timeout)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                call = _WIRES[params.rules.wire]
+                upstream = await call(session, config, info, params)
+                rehosted = [await self._image_bytes(session, raw) for raw in upstream.images]
+        except TimeoutError:
+            raise AttemptFailed(None, f"no answer within {self.attempt_timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise AttemptFailed(None, f"connection failed: {exc.__class__.__name__}") from None
+        except BadUpstreamAnswer as exc:
+            raise AttemptFailed(200, f"unreadable answer: {exc}") from None
+        if not rehosted:
+            raise AttemptFailed(200, "the answer holds no image")
+        return upstream, rehosted
+
+    async def _image_bytes(self, session: aiohttp.ClientSession, raw: RawImage) -> tuple[bytes, str]:
+        data = raw.data
+        if data is None and raw.url is not None:
+            # The provider's own (expiring) link: fetched now and re-hosted.
+            async with session.get(raw.url) as resp:
+                if resp.status != 200:
+                    raise AttemptFailed(resp.status, f"fetching the image link failed with HTTP {resp.status}")
+                data = await resp.content.read(MAX_FETCHED_IMAGE_BYTES + 1)
+                if len(data) > MAX_FETCHED_IMAGE_BYTES:
+                    raise AttemptFailed(200, "the image behind the link is too large")
+        content_type = sniff_image_type(data or b"")
+        if data is None or content_type is None:
+            raise BadUpstreamAnswer("an image is not PNG, JPEG or WebP")
+        return data, content_type
+
+    async def _render(
+        self,
+        info: ModelInfo,
+        params: ImageParams,
+        upstream: UpstreamImages,
+        rehosted: list[tuple[bytes, str]],
+        base_url: str,
+    ) -> dict[str, Any]:
+        data = []
+        for raw, (image, content_type) in zip(upstream.images, rehosted, strict=True):
+            file_id = await self.files.put(image, content_type)
+            as_b64 = params.response_format == "b64_json"
+            data.append(
+                {
+                    "url": None if as_b64 else self.files.signed_url(file_id, base_url),
+                    "b64_json": base64.b64encode(image).decode() if as_b64 else None,
+                    "revised_prompt": raw.revised_prompt,
+                    "seed": raw.seed,
+                }
+            )
+        return {
+            "id": f"img_{new_id()}",
+            "created": int(time.time()),
+            "model": info.id,
+            "provider": info.provider.name,
+            "data": data,
+            "revised_prompt": data[0]["revised_prompt"] if data else None,
+        }
+
+    def _attempt_error(
+        self, info: ModelInfo, failed: AttemptFailed, started: float, record: RequestRecord
+    ) -> CCAPIError:
+        attempt = _attempt(info, failed.status, failed.message, started)
+        record.attempts = [attempt]
+        if failed.client_error:
+            return InvalidRequestError(f"{info.provider.name} refused the request: {failed.message}")
+        return UpstreamError(
+            f"Every candidate failed: {info.id}: {failed.message}.",
+            code="upstream_failed",
+            details={"attempts": [attempt]},
+            headers={"x-ccapi-provider": info.provider.name, "x-ccapi-model": info.id, "x-ccapi-attempts": "1"},
+        )
+
+    def _settle(self, record: RequestRecord, admission: Admission | None) -> None:
+        record.latency_ms = (time.time() - record.created) * 1000
+        self.recorder.record(record)
+        self.billing.settle(admission, record)
+
+    def finish_failed(self, record: RequestRecord, exc: CCAPIError, admission: Admission | None) -> None:
+        """A refused or failed request still leaves its ledger row (cost 0)."""
+        record.status, record.error_type = exc.status, exc.type
+        record.input_cost = record.output_cost = Decimal(0)
+        self._settle(record, admission)
+
+
+def _attempt(info: ModelInfo, status: int | None, error: str | None, started: float) -> dict[str, Any]:
+    return {
+        "provider": info.provider.name,
+        "model": info.id,
+        "status": status,
+        "error": error,
+        "latency_ms": round((time.monotonic() - started) * 1000, 1),
+    }
+
+
+async def _checked_json(resp: aiohttp.ClientResponse) -> Any:
+    raw = await resp.read()
+    if resp.status >= 400:
+        message = _upstream_message(raw) or f"HTTP {resp.status}"
+        raise AttemptFailed(resp.status, f"HTTP {resp.status}: {message}", client_error=resp.status in (400, 422))
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadUpstreamAnswer("the body is not JSON") from None
+
+
+def _upstream_message(raw: bytes) -> str | None:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])
+        for key in ("message", "name"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
+        if isinstance(body.get("errors"), list) and body["errors"]:
+            return str(body["errors"][0])
+    return None
+
+
+def _bearer(config: ProviderConfig) -> dict[str, str]:
+    return {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
+
+
+async def _call_openai(
+    session: aiohttp.ClientSession, config: ProviderConfig, info: ModelInfo, params: ImageParams
+) -> UpstreamImages:
+    url = f"{config.base_url.rstrip('/')}/images/generations"
+    async with session.post(url, json=openai_body(params, info), headers=_bearer(config)) as resp:
+        return parse_openai(await _checked_json(resp))
+
+
+async def _call_stability_v1(
+    session: aiohttp.ClientSession, config: ProviderConfig, info: ModelInfo, params: ImageParams
+) -> UpstreamImages:
+    url = f"{config.base_url.rstrip('/')}/v1/generation/{info.upstream_model}/text-to-image"
+    headers = {**_bearer(config), "Accept": "application/json"}
+    async with session.post(url, json=stability_v1_body(params), headers=headers) as resp:
+        return parse_stability_v1(await _checked_json(resp))
+
+
+async def _call_stability_v2(
+    session: aiohttp.ClientSession, config: ProviderConfig, info: ModelInfo, params: ImageParams
+) -> UpstreamImages:
+    # One image per call (the v2beta API has no sample count): n calls at once.
+    url = f"{config.base_url.rstrip('/')}/v2beta/stable-image/generate/{params.rules.endpoint}"
+    headers = {**_bearer(config), "Accept": "application/json"}
+
+    async def one() -> RawImage:
+        # The v2beta API takes multipart/form-data only (even without a file part).
+        form = aiohttp.MultipartWriter("form-data")
+        for name, value in stability_v2_form(params, info).items():
+            form.append(value).set_content_disposition("form-data", name=name)
+        async with session.post(url, data=form, headers=headers) as resp:
+            return parse_stability_v2(await _checked_json(resp))
+
+    return UpstreamImages(images=list(await asyncio.gather(*(one() for _ in range(params.n)))))
+
+
+_WIRES: dict[str, Callable[[aiohttp.ClientSession, ProviderConfig, ModelInfo, ImageParams], Awaitable[UpstreamImages]]]
+_WIRES = {"openai": _call_openai, "stability-v1": _call_stability_v1, "stability-v2": _call_stability_v2}

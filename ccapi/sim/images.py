@@ -1,0 +1,296 @@
+"""Image generation wire formats for the simulator: OpenAI and Stability AI.
+
+Every answer holds REAL (small) PNG images, 1/64 of the requested size, in
+the provider's own wire format:
+
+- OpenAI `POST /v1/images/generations`: `data[].b64_json` (GPT image models,
+  which refuse `response_format`, with `usage` in tokens) or, for DALL-E,
+  `data[].url` (served by this simulator at `/_sim/images/<id>.png`) or
+  `b64_json` as `response_format` asks, with `revised_prompt`.
+- Stability v1 `POST /v1/generation/<engine>/text-to-image` (JSON in,
+  `{"artifacts": [{"base64", "seed", "finishReason"}]}` out).
+- Stability v2beta `POST /v2beta/stable-image/generate/{ultra,core,sd3}`
+  (multipart/form-data in; `{"image", "finish_reason", "seed"}` with
+  `Accept: application/json`, else the image bytes).
+
+The fault pipeline is the server's (status, latency_ms, reset, malformed,
+cut_after, content_type, fail_times); only the body parsing differs, since
+Stability's v2beta bodies are multipart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import math
+import struct
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, cast
+
+import orjson
+from aiohttp import web
+
+from ccapi.sim.content import InvalidRequest, new_id
+from ccapi.sim.faults import FaultSpec, FaultSpecError, split_model_suffix
+
+if TYPE_CHECKING:
+    from ccapi.sim.server import Dialect, _Simulator
+
+__all__ = ["image_routes", "png"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# Output tokens per 1024x1024 image by quality (OpenAI's gpt-image-1 table).
+_TOKENS: Final = {"low": 272, "medium": 1056, "high": 4160}
+_STABILITY_RATIOS: Final = ("1:1", "16:9", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
+_KEPT_LINKS: Final = 256
+
+
+def png(width: int, height: int, seed: int) -> bytes:
+    """A valid RGB PNG: a gradient whose colours follow `seed`."""
+    r0, g0, b0 = (seed >> 16) & 0xFF, (seed >> 8) & 0xFF, seed & 0xFF
+    rows = bytearray()
+    for y in range(height):
+        rows.append(0)  # filter type: none
+        for x in range(width):
+            rows += bytes(((r0 + x * 8) & 0xFF, (g0 + y * 8) & 0xFF, b0))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(rows))) + chunk(b"IEND", b"")
+    )
+
+
+def _seed(prompt: str, index: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{prompt}\0{index}".encode()).digest()[:4], "big")
+
+
+def _dims(size: str) -> tuple[int, int]:
+    w, sep, h = size.partition("x")
+    if sep and w.isdigit() and h.isdigit():
+        return max(1, int(w) // 64), max(1, int(h) // 64)
+    a, sep, b = size.partition(":")
+    if sep and a.isdigit() and b.isdigit():
+        return max(1, 16 * int(a) // max(int(a), int(b))), max(1, 16 * int(b) // max(int(a), int(b)))
+    return 16, 16
+
+
+class StabilityDialect:
+    """Stability AI's auth and error shapes: `{"id", "name", "errors": [...]}`."""
+
+    name: Final = "stability"
+    json_content_type: Final = "application/json"
+
+    def check_auth(self, headers: Mapping[str, str], query: Mapping[str, str]) -> tuple[int, str] | None:
+        auth = headers.get("Authorization", "")
+        if auth[:7].lower() == "bearer " and auth[7:].strip():
+            return None
+        return 401, "Missing API key: send Authorization: Bearer <key>."
+
+    def error(
+        self, status: int, message: str | None = None, param: str | None = None, retry_after: str | None = None
+    ) -> bytes:
+        name = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 429: "rate_limit_exceeded"}
+        kind = name.get(status, "internal_error" if status >= 500 else "error")
+        return orjson.dumps({"id": new_id(""), "name": kind, "errors": [message or f"HTTP {status}"]})
+
+    def response_headers(self) -> dict[str, str]:
+        return {"x-request-id": new_id("req_")}
+
+
+class ImageRoutes:
+    def __init__(self, sim: _Simulator) -> None:
+        self.sim = sim
+        self.stability = StabilityDialect()
+        self.links: OrderedDict[str, bytes] = OrderedDict()
+
+    # --- the shared pipeline (JSON or multipart bodies) -----------------------
+
+    async def handle(
+        self,
+        request: web.Request,
+        dialect: Any,
+        answer: Callable[[dict[str, Any], FaultSpec], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        sim, typed = self.sim, cast("Dialect", dialect)
+        sim.count(request)
+        body: dict[str, Any] | None = None
+        if request.content_type.startswith("multipart/"):
+            form = await request.post()
+            body = {k: v for k, v in form.items() if isinstance(v, str)}
+        else:
+            raw = await request.read()
+            try:
+                parsed = orjson.loads(raw) if raw else None
+                body = parsed if isinstance(parsed, dict) else None
+            except orjson.JSONDecodeError:
+                body = None
+        model_spec = ""
+        if body is not None and isinstance(body.get("model"), str):
+            body["model"], model_spec = split_model_suffix(body["model"])
+        try:
+            faults = sim.resolve_faults(
+                request.match_info.get("fault", ""), request.headers.get("x-sim-fault", ""), model_spec
+            )
+        except FaultSpecError as exc:
+            return await sim.send_error(request, typed, 400, f"ccapi sim: {exc}", param=exc.key)
+        if faults.latency_ms:
+            await asyncio.sleep(faults.latency_ms / 1000)
+        if faults.reset:
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
+            return web.Response()
+        denied = typed.check_auth(request.headers, request.query)
+        if denied is not None:
+            return await sim.send_error(request, typed, denied[0], denied[1], faults)
+        if faults.status is not None:
+            return await sim.send_error(request, typed, faults.status, None, faults)
+        if body is None:
+            return await sim.send_error(request, typed, 400, "The request body is not valid.", faults)
+        try:
+            return await answer(body, faults)
+        except InvalidRequest as exc:
+            return await sim.send_error(request, typed, 400, str(exc), faults, exc.param)
+
+    def _link(self, request: web.Request, data: bytes) -> str:
+        key = new_id("img")
+        self.links[key] = data
+        while len(self.links) > _KEPT_LINKS:
+            self.links.popitem(last=False)
+        return f"{request.scheme}://{request.host}/_sim/images/{key}.png"
+
+    # --- OpenAI -----------------------------------------------------------------
+
+    async def openai(self, request: web.Request) -> web.StreamResponse:
+        dialect = self.sim.openai
+
+        async def answer(body: dict[str, Any], faults: FaultSpec) -> web.StreamResponse:
+            payload = self.openai_payload(request, body)
+            return await self.sim.send(request, cast("Dialect", dialect), 200, orjson.dumps(payload), faults)
+
+        return await self.handle(request, dialect, answer)
+
+    def openai_payload(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
+        model, prompt, n = body.get("model"), body.get("prompt"), body.get("n", 1)
+        if not isinstance(model, str) or not model:
+            raise InvalidRequest("you must provide a model parameter", "model")
+        if not isinstance(prompt, str) or not prompt:
+            raise InvalidRequest("Missing required parameter: 'prompt'.", "prompt")
+        gpt_image = model.startswith("gpt-image")
+        max_n = 1 if model == "dall-e-3" else 10
+        if not isinstance(n, int) or not 1 <= n <= max_n:
+            raise InvalidRequest(f"Invalid 'n': must be between 1 and {max_n}.", "n")
+        if gpt_image and "response_format" in body:
+            raise InvalidRequest("Unknown parameter: 'response_format'.", "response_format")
+        if not gpt_image and "style" in body and model != "dall-e-3":
+            raise InvalidRequest("Unknown parameter: 'style'.", "style")
+        size = body.get("size") or ("auto" if gpt_image else "1024x1024")
+        if not isinstance(size, str):
+            raise InvalidRequest("Invalid 'size'.", "size")
+        shown = "1024x1024" if size == "auto" else size
+        quality = body.get("quality") or "auto"
+        shown_quality = "medium" if quality == "auto" else str(quality)
+        data = []
+        for i in range(n):
+            image = png(*_dims(shown), _seed(prompt, i))
+            if gpt_image or body.get("response_format") == "b64_json":
+                data.append({"b64_json": base64.b64encode(image).decode()})
+            else:
+                data.append({"url": self._link(request, image)})
+            if not gpt_image:
+                data[-1]["revised_prompt"] = f"A detailed image: {prompt}"
+        payload: dict[str, Any] = {"created": int(time.time()), "data": data}
+        if gpt_image:
+            w, _, h = shown.partition("x")
+            per_image = math.ceil(_TOKENS.get(shown_quality, 4160) * int(w) * int(h) / (1024 * 1024))
+            text = max(1, len(prompt) // 4)
+            payload.update(
+                background=body.get("background") or "opaque",
+                output_format=body.get("output_format") or "png",
+                quality=shown_quality,
+                size=shown,
+                usage={
+                    "input_tokens": text,
+                    "input_tokens_details": {"image_tokens": 0, "text_tokens": text},
+                    "output_tokens": per_image * n,
+                    "total_tokens": text + per_image * n,
+                },
+            )
+        return payload
+
+    async def link(self, request: web.Request) -> web.StreamResponse:
+        data = self.links.get(request.match_info["name"].removesuffix(".png"))
+        if data is None:
+            raise web.HTTPNotFound()
+        return web.Response(body=data, content_type="image/png")
+
+    # --- Stability AI -------------------------------------------------------------
+
+    async def stability_v1(self, request: web.Request) -> web.StreamResponse:
+        async def answer(body: dict[str, Any], faults: FaultSpec) -> web.StreamResponse:
+            prompts = body.get("text_prompts")
+            if not isinstance(prompts, list) or not prompts or not all(isinstance(p, dict) for p in prompts):
+                raise InvalidRequest("text_prompts: required, a non-empty list")
+            text = " ".join(str(p.get("text", "")) for p in prompts)
+            width, height, samples = body.get("width", 1024), body.get("height", 1024), body.get("samples", 1)
+            if not isinstance(samples, int) or not 1 <= samples <= 10:
+                raise InvalidRequest("samples: must be between 1 and 10")
+            if not isinstance(width, int) or not isinstance(height, int) or width % 64 or height % 64:
+                raise InvalidRequest("width and height must be multiples of 64")
+            artifacts = [
+                {
+                    "base64": base64.b64encode(png(width // 64, height // 64, _seed(text, i))).decode(),
+                    "seed": _seed(text, i),
+                    "finishReason": "SUCCESS",
+                }
+                for i in range(samples)
+            ]
+            return await self.sim.send(
+                request, cast("Dialect", self.stability), 200, orjson.dumps({"artifacts": artifacts}), faults
+            )
+
+        return await self.handle(request, self.stability, answer)
+
+    async def stability_v2(self, request: web.Request) -> web.StreamResponse:
+        async def answer(body: dict[str, Any], faults: FaultSpec) -> web.StreamResponse:
+            if not request.content_type.startswith("multipart/form-data"):
+                raise InvalidRequest("Content-Type must be multipart/form-data")
+            prompt = body.get("prompt")
+            if not prompt:
+                raise InvalidRequest("prompt: is required")
+            ratio = body.get("aspect_ratio") or "1:1"
+            if ratio not in _STABILITY_RATIOS:
+                raise InvalidRequest(f"aspect_ratio: must be one of {', '.join(_STABILITY_RATIOS)}")
+            output_format = body.get("output_format") or "png"
+            if output_format != "png":
+                # The simulator draws PNG only; a real upstream would encode JPEG/WebP.
+                raise InvalidRequest("output_format: the simulator answers png only")
+            seed = _seed(str(prompt), int(body.get("seed") or 0))
+            image = png(*_dims(str(ratio)), seed)
+            if "application/json" in request.headers.get("Accept", ""):
+                payload = {"image": base64.b64encode(image).decode(), "finish_reason": "SUCCESS", "seed": seed}
+                return await self.sim.send(request, cast("Dialect", self.stability), 200, orjson.dumps(payload), faults)
+            return web.Response(
+                body=image, content_type="image/png", headers={"finish-reason": "SUCCESS", "seed": str(seed)}
+            )
+
+        return await self.handle(request, self.stability, answer)
+
+
+def image_routes(sim: _Simulator) -> list[tuple[str, str, Handler]]:
+    """(method, path, handler) of the image endpoints, for create_sim_app."""
+    routes = ImageRoutes(sim)
+    return [
+        ("POST", "/v1/images/generations", routes.openai),
+        ("POST", "/v1/generation/{engine}/text-to-image", routes.stability_v1),
+        ("POST", "/v2beta/stable-image/generate/{endpoint}", routes.stability_v2),
+        ("GET", "/_sim/images/{name}", routes.link),
+    ]
