@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from typing import Protocol
 
 WINDOW = 60
@@ -59,42 +60,84 @@ def duration(seconds: float) -> str:
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
 
-@dataclass(slots=True)
 class _Window:
-    requests: list[int] = field(default_factory=lambda: [0] * WINDOW)
-    tokens: list[int] = field(default_factory=lambda: [0] * WINDOW)
-    seconds: list[int] = field(default_factory=lambda: [-1] * WINDOW)
+    """One limit's last 60 seconds: per-second buckets in time order, with
+    running totals, so a check costs O(1) however busy the window is."""
 
-    def _bucket(self, second: int) -> int:
-        slot = second % WINDOW
-        if self.seconds[slot] != second:
-            self.seconds[slot], self.requests[slot], self.tokens[slot] = second, 0, 0
-        return slot
+    __slots__ = ("buckets", "requests", "tokens")
+
+    def __init__(self) -> None:
+        self.buckets: deque[list[int]] = deque()  # [second, requests, tokens], oldest first
+        self.requests = 0
+        self.tokens = 0
+
+    def _expire(self, second: int) -> None:
+        buckets = self.buckets
+        while buckets and buckets[0][0] <= second - WINDOW:
+            _, requests, tokens = buckets.popleft()
+            self.requests -= requests
+            self.tokens -= tokens
 
     def totals(self, second: int) -> tuple[int, int]:
-        live = [i for i in range(WINDOW) if second - WINDOW < self.seconds[i] <= second]
-        return sum(self.requests[i] for i in live), sum(self.tokens[i] for i in live)
+        self._expire(second)
+        return self.requests, self.tokens
+
+    def _bucket(self, second: int) -> list[int]:
+        buckets = self.buckets
+        if buckets and buckets[-1][0] == second:
+            return buckets[-1]
+        if not buckets or buckets[-1][0] < second:
+            buckets.append([second, 0, 0])
+            return buckets[-1]
+        for bucket in buckets:  # an earlier second (a token correction): rare
+            if bucket[0] == second:
+                return bucket
+        bucket = [second, 0, 0]
+        ordered = sorted([*buckets, bucket])
+        buckets.clear()
+        buckets.extend(ordered)
+        return bucket
+
+    def add(self, second: int, requests: int, tokens: int) -> None:
+        self._expire(second)
+        bucket = self._bucket(second)
+        bucket[1] += requests
+        self.requests += requests
+        new_tokens = max(bucket[2] + tokens, 0)
+        self.tokens += new_tokens - bucket[2]
+        bucket[2] = new_tokens
+
+    def set(self, second: int, kind: str, value: int) -> None:
+        """A bucket's count as another store (Redis) has it."""
+        bucket = self._bucket(second)
+        index = 1 if kind == "requests" else 2
+        if index == 1:
+            self.requests += value - bucket[1]
+        else:
+            self.tokens += value - bucket[2]
+        bucket[index] = value
 
     def reset_after(self, second: int, now: float, kind: str, need: int, limit: int) -> float:
         """Seconds until enough of the window has expired to admit `need` more."""
-        counts = self.requests if kind == "requests" else self.tokens
-        live = sorted(
-            (self.seconds[i], counts[i]) for i in range(WINDOW) if second - WINDOW < self.seconds[i] <= second
-        )
-        used = sum(c for _, c in live)
-        for bucket_second, count in live:
+        self._expire(second)
+        index = 1 if kind == "requests" else 2
+        used = self.requests if index == 1 else self.tokens
+        if used + need <= limit:
+            return 0.0
+        for bucket in self.buckets:
+            used -= bucket[index]
             if used + need <= limit:
-                break
-            used -= count
-            expires = bucket_second + WINDOW
-            if used + need <= limit:
-                return max(expires - now, 0.0)
-        return 0.0 if used + need <= limit else float(WINDOW)
+                return max(bucket[0] + WINDOW - now, 0.0)
+        return float(WINDOW)
 
-    def add(self, second: int, requests: int, tokens: int) -> None:
-        slot = self._bucket(second)
-        self.requests[slot] += requests
-        self.tokens[slot] = max(self.tokens[slot] + tokens, 0)
+    def oldest_expiry(self, second: int, now: float, kind: str) -> float:
+        """When the window next frees capacity (OpenAI: time until the limit resets)."""
+        self._expire(second)
+        index = 1 if kind == "requests" else 2
+        for bucket in self.buckets:
+            if bucket[index]:
+                return max(bucket[0] + WINDOW - now, 0.0)
+        return 0.0
 
 
 class MemoryRateLimiter:
@@ -165,7 +208,7 @@ class MemoryRateLimiter:
                 reset = (
                     window.reset_after(second, now, kind, 1, cap)
                     if remaining == 0
-                    else _oldest_expiry(window, second, now, kind)
+                    else window.oldest_expiry(second, now, kind)
                 )
                 if best is None or remaining < best[0]:
                     best = (remaining, cap, reset)
@@ -174,10 +217,3 @@ class MemoryRateLimiter:
                 headers[f"x-ratelimit-remaining-{kind}"] = str(best[0])
                 headers[f"x-ratelimit-reset-{kind}"] = duration(best[2])
         return headers
-
-
-def _oldest_expiry(window: _Window, second: int, now: float, kind: str) -> float:
-    """When the window next frees capacity (OpenAI: time until the limit resets)."""
-    counts = window.requests if kind == "requests" else window.tokens
-    live = [window.seconds[i] for i in range(WINDOW) if second - WINDOW < window.seconds[i] <= second and counts[i]]
-    return max(min(live) + WINDOW - now, 0.0) if live else 0.0

@@ -191,6 +191,4 @@ def _load(snapshot: MemoryRateLimiter, limit: Limit, fields: list[Any], second: 
         s = int(bucket)
         if not second - WINDOW < s <= second:
             continue  # written by an instance whose clock is ahead: not in this window yet
-        slot = window._bucket(s)
-        counts = window.requests if kind == "r" else window.tokens
-        counts[slot] = int(value)
+        window.set(s, "requests" if kind == "r" else "tokens", int(value))
