@@ -32,7 +32,7 @@ log = logging.getLogger("ccapi.credit")
 
 ZERO = Decimal(0)
 # A lease grows by enough for this many more requests like the one that asked...
-CHUNK_REQUESTS = 32
+CHUNK_REQUESTS = 1000
 # ...but by no more than this (so an instance does not sit on much of a small balance).
 MAX_CHUNK = Decimal("1")
 # An unused lease is given back after this long.
