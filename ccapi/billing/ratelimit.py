@@ -9,6 +9,7 @@ holds across instances.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import deque
@@ -55,7 +56,11 @@ def duration(seconds: float) -> str:
     """OpenAI's reset format: `1s`, `6m0s`, `0.5s`."""
     if seconds < 1:
         return f"{max(seconds, 0):.3g}s" if seconds > 0 else "0s"
-    whole = math.ceil(seconds)
+    return _whole_duration(math.ceil(seconds))
+
+
+@functools.lru_cache(maxsize=128)
+def _whole_duration(whole: int) -> str:
     minutes, secs = divmod(whole, 60)
     return f"{minutes}m{secs}s" if minutes else f"{secs}s"
 
@@ -194,26 +199,36 @@ class MemoryRateLimiter:
         return None
 
     def _headers(self, limits: list[Limit], now: float, second: int) -> dict[str, str]:
-        """The tighter of the key's and the account's limits, per kind."""
+        """The tighter of the key's and the account's limits, per kind. (On
+        every answer to an account's key: kept lean.)"""
         headers: dict[str, str] = {}
-        for kind in ("requests", "tokens"):
-            best: tuple[int, int, float] | None = None  # (remaining, limit, reset)
+        for kind, index, names in _KINDS:
+            best_remaining = best_cap = -1
+            best_window: _Window | None = None
             for limit in limits:
-                cap = limit.rpm if kind == "requests" else limit.tpm
+                cap = limit.rpm if index == 1 else limit.tpm
                 if cap is None:
                     continue
                 window = self._window(limit)
-                used = window.totals(second)[0 if kind == "requests" else 1]
-                remaining = max(cap - used, 0)
+                window._expire(second)
+                remaining = cap - (window.requests if index == 1 else window.tokens)
+                if remaining < 0:
+                    remaining = 0
+                if best_window is None or remaining < best_remaining:
+                    best_remaining, best_cap, best_window = remaining, cap, window
+            if best_window is not None:
                 reset = (
-                    window.reset_after(second, now, kind, 1, cap)
-                    if remaining == 0
-                    else window.oldest_expiry(second, now, kind)
+                    best_window.reset_after(second, now, kind, 1, best_cap)
+                    if best_remaining == 0
+                    else best_window.oldest_expiry(second, now, kind)
                 )
-                if best is None or remaining < best[0]:
-                    best = (remaining, cap, reset)
-            if best is not None:
-                headers[f"x-ratelimit-limit-{kind}"] = str(best[1])
-                headers[f"x-ratelimit-remaining-{kind}"] = str(best[0])
-                headers[f"x-ratelimit-reset-{kind}"] = duration(best[2])
+                headers[names[0]] = str(best_cap)
+                headers[names[1]] = str(best_remaining)
+                headers[names[2]] = duration(reset)
         return headers
+
+
+_KINDS = tuple(
+    (kind, index, (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}"))
+    for kind, index in (("requests", 1), ("tokens", 2))
+)

@@ -160,7 +160,8 @@ async def test_a_correction_older_than_the_window_is_ignored(limiter: RateLimite
 
 async def test_redis_limits_hold_across_instances(redis_url: str) -> None:
     """Two limiters (two gateway instances) racing on one key admit exactly its limit."""
-    first, second = RedisRateLimiter(redis_url), RedisRateLimiter(redis_url)
+    # A generous timeout: a loaded machine must not turn this into a fail-open admission.
+    first, second = RedisRateLimiter(redis_url, timeout=10), RedisRateLimiter(redis_url, timeout=10)
     try:
         limits = [key(rpm=25), account(rpm=1000)]
         verdicts = await asyncio.gather(*(lim.admit(limits, 1) for lim in (first, second) * 40))
