@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from ccapi.api.deps import Principal, caller, gateway_of, json_body
+from ccapi.api.deps import Principal, caller, gateway_of, json_body, start_record
 from ccapi.api.openapi import request_body
 from ccapi.api.validation import validate_body
-from ccapi.core.types import RequestRecord
 from ccapi.schemas.chat import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse
 from ccapi.schemas.errors import ErrorResponse
 
@@ -46,19 +44,7 @@ async def chat_endpoint(request: Request) -> Response:
 
 
 async def complete_chat(request: Request, principal: Principal) -> Response:
-    record = RequestRecord(
-        request_id=request.scope["state"]["request_id"],
-        route="/chat/completions",
-        created=time.time(),
-        key_id=principal.key_id,
-        account_id=principal.account_id,
-        requested_models=[],
-        model=None,
-        provider=None,
-        attempts=[],
-        status=0,
-        error_type=None,
-    )
+    record = start_record(request, principal, "/chat/completions")
     chat = gateway_of(request).chat
     try:
         body = await json_body(request)

@@ -8,6 +8,7 @@ providing another Authenticator; routes do not change.
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -22,6 +23,7 @@ from ccapi.core.errors import (
     PermissionDeniedError,
     UnsupportedMediaTypeError,
 )
+from ccapi.core.types import RequestRecord
 
 if TYPE_CHECKING:
     from ccapi.app import Gateway
@@ -97,6 +99,29 @@ async def admin(request: Request) -> Principal:
     if not principal.is_admin:
         raise PermissionDeniedError("This route needs an admin key.", code="admin_required")
     return principal
+
+
+def start_record(request: Request, principal: Principal, route: str) -> RequestRecord:
+    """The ledger record every model-calling request fills in as it goes."""
+    return RequestRecord(
+        request_id=request.scope["state"]["request_id"],
+        route=route,
+        created=time.time(),
+        key_id=principal.key_id,
+        account_id=principal.account_id,
+        requested_models=[],
+        model=None,
+        provider=None,
+        attempts=[],
+        status=0,
+        error_type=None,
+    )
+
+
+def public_base_url(request: Request) -> str:
+    """Base of the gateway's own links: CCAPI_PUBLIC_URL, else the request's scheme and Host."""
+    configured = gateway_of(request).settings.public_url
+    return configured or f"{request.url.scheme}://{request.headers.get('host') or request.url.netloc}"
 
 
 async def json_body(request: Request) -> Any:

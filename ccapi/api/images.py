@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from ccapi.api.deps import Principal, caller, gateway_of, json_body
+from ccapi.api.deps import Principal, caller, gateway_of, json_body, public_base_url, start_record
 from ccapi.api.openapi import request_body
 from ccapi.api.responses import json_response
 from ccapi.api.validation import validate_body
 from ccapi.core.errors import CCAPIError
-from ccapi.core.types import RequestRecord
 from ccapi.media.images import ImageService
 from ccapi.schemas.errors import ErrorResponse
 from ccapi.schemas.images import LegacyImageGenerationRequest, LegacyImageGenerationResponse
@@ -46,26 +44,13 @@ def image_service(request: Request) -> ImageService:
     openapi_extra=request_body(LegacyImageGenerationRequest, LegacyImageGenerationResponse),
 )
 async def create_image(request: Request, principal: Annotated[Principal, Depends(caller)]) -> Response:
-    record = RequestRecord(
-        request_id=request.scope["state"]["request_id"],
-        route="/images/generations",
-        created=time.time(),
-        key_id=principal.key_id,
-        account_id=principal.account_id,
-        requested_models=[],
-        model=None,
-        provider=None,
-        attempts=[],
-        status=0,
-        error_type=None,
-    )
+    record = start_record(request, principal, "/images/generations")
     service = image_service(request)
     try:
         req = validate_body(LegacyImageGenerationRequest, await json_body(request))
     except CCAPIError as exc:
         service.finish_failed(record, exc, None)
         raise
-    public = gateway_of(request).settings.public_url
-    base_url = public or f"{request.url.scheme}://{request.headers.get('host') or request.url.netloc}"
+    base_url = public_base_url(request)
     payload, headers = await service.generate(req, record, principal, base_url)
     return json_response(payload, headers=headers)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from ccapi.api.deps import Principal, caller, gateway_of, json_body
+from ccapi.api.deps import Principal, caller, gateway_of, json_body, public_base_url, start_record
 from ccapi.api.openapi import request_body
 from ccapi.api.validation import validate_body
-from ccapi.core.types import RequestRecord
 from ccapi.media.audio import CONTENT_TYPES
 from ccapi.media.speech import ROUTE, SpeechService
 from ccapi.schemas.errors import ErrorResponse
@@ -43,27 +41,14 @@ _AUDIO = {"schema": {"type": "string", "format": "binary"}}
     openapi_extra=request_body(AudioSpeechRequest),
 )
 async def create_speech(request: Request, principal: Annotated[Principal, Depends(caller)]) -> Response:
-    gateway = gateway_of(request)
-    record = RequestRecord(
-        request_id=request.scope["state"]["request_id"],
-        route=ROUTE,
-        created=time.time(),
-        key_id=principal.key_id,
-        account_id=principal.account_id,
-        requested_models=[],
-        model=None,
-        provider=None,
-        attempts=[],
-        status=0,
-        error_type=None,
-    )
+    record = start_record(request, principal, ROUTE)
     service = speech_service(request)
     try:
         req = validate_body(AudioSpeechRequest, await json_body(request))
     except Exception as exc:
         await service.record_rejected(record, exc)
         raise
-    base_url = gateway.settings.public_url or f"{request.url.scheme}://{request.url.netloc}"
+    base_url = public_base_url(request)
     return await service.handle(req, request.headers.get("accept"), base_url, record, principal)
 
 
