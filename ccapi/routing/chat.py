@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
@@ -13,7 +14,7 @@ from ccapi.api.deps import Principal
 from ccapi.api.responses import json_response
 from ccapi.billing.service import Admission, BillingService
 from ccapi.catalog.catalog import Catalog, ModelInfo
-from ccapi.core.errors import CCAPIError, GatewayTimeoutError, InvalidRequestError, UpstreamError
+from ccapi.core.errors import CCAPIError, GatewayTimeoutError, InternalError, InvalidRequestError, UpstreamError
 from ccapi.core.ids import new_id
 from ccapi.core.recorder import Recorder
 from ccapi.core.sse import DONE, encode_data
@@ -92,6 +93,12 @@ class ChatService:
             if admission is not None:
                 exc.headers = {**admission.headers, **exc.headers}
             await self._finish_failed(record, exc, admission)
+            raise
+        except BaseException:
+            # A bug, or the task cancelled (a stop past its grace period): the
+            # hold still goes back and the request still leaves its row.
+            internal = InternalError("Internal error; it has been logged.", code="internal_error")
+            await asyncio.shield(self._finish_failed(record, internal, admission))
             raise
 
     def _plan(self, req: ChatCompletionRequest, body: dict[str, Any], record: RequestRecord) -> list[ModelInfo]:
