@@ -21,6 +21,7 @@ from ccapi.api import chat as chat_routes
 from ccapi.api import files as file_routes
 from ccapi.api import health as health_routes
 from ccapi.api import images as image_routes
+from ccapi.api import multimodal as multimodal_routes
 from ccapi.api import speech as speech_routes
 from ccapi.api.errors import install_error_handlers
 from ccapi.api.middleware import FastPath, RequestIdMiddleware
@@ -208,6 +209,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         admin_routes.router,
         file_routes.router,
         image_routes.router,
+        multimodal_routes.router,
         speech_routes.router,
     ):
         app.include_router(router)

@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     files_dir: Path = Path("./data/files")
     file_signing_key: SecretStr | None = None
     file_url_ttl: int = Field(default=3600, ge=1)
+    # Let user-given URLs (input images, webhooks) reach private/loopback addresses (development, tests).
+    allow_private_urls: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     attempt_timeout: float = Field(default=60.0, gt=0)

@@ -294,3 +294,52 @@ def image_routes(sim: _Simulator) -> list[tuple[str, str, Handler]]:
         ("POST", "/v2beta/stable-image/generate/{endpoint}", routes.stability_v2),
         ("GET", "/_sim/images/{name}", routes.link),
     ]
+
+
+def gemini_wants_image(body: Any) -> bool:
+    """A Gemini generateContent body asking for IMAGE in generationConfig.responseModalities."""
+    config = body.get("generationConfig") or body.get("generation_config") if isinstance(body, dict) else None
+    modalities = (
+        (config.get("responseModalities") or config.get("response_modalities")) if isinstance(config, dict) else None
+    )
+    return isinstance(modalities, list) and "IMAGE" in modalities
+
+
+def gemini_image_payload(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """A GenerateContentResponse with one text part and one inlineData PNG, sized by imageConfig.aspectRatio."""
+    texts: list[str] = []
+    images = 0
+    for content in body.get("contents") or []:
+        for part in (content.get("parts") or []) if isinstance(content, dict) else []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif isinstance(part, dict) and (part.get("inlineData") or part.get("inline_data")):
+                images += 1
+    config = body.get("generationConfig") or {}
+    image_config = config.get("imageConfig") or {} if isinstance(config, dict) else {}
+    ratio = str(image_config.get("aspectRatio") or "1:1")
+    seed = config.get("seed") if isinstance(config.get("seed"), int) else None
+    prompt = " ".join(texts)
+    image = png(*_dims(ratio), _seed(prompt, seed or 0))
+    return {
+        "candidates": [
+            {
+                "content": {
+                    "role": "model",
+                    "parts": [
+                        {"text": f"Here is your image ({images} input image(s))."},
+                        {"inlineData": {"mimeType": "image/png", "data": base64.b64encode(image).decode()}},
+                    ],
+                },
+                "finishReason": "STOP",
+                "index": 0,
+            }
+        ],
+        "usageMetadata": {
+            "promptTokenCount": max(1, len(prompt) // 4) + 258 * images,
+            "candidatesTokenCount": 1290,
+            "totalTokenCount": max(1, len(prompt) // 4) + 258 * images + 1290,
+        },
+        "modelVersion": model,
+        "responseId": hashlib.sha256(image).hexdigest()[:22],
+    }

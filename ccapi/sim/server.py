@@ -43,7 +43,7 @@ from ccapi.sim.faults import (
     split_model_suffix,
 )
 from ccapi.sim.gemini import GeminiDialect
-from ccapi.sim.images import image_routes
+from ccapi.sim.images import gemini_image_payload, gemini_wants_image, image_routes
 from ccapi.sim.openai import OpenAIDialect
 from ccapi.sim.speech import SpeechRoutes
 
@@ -401,6 +401,9 @@ class _Simulator:
         gemini = self.gemini
 
         async def answer(body: Any, clean_model: Any, faults: FaultSpec) -> web.StreamResponse:
+            if action == "generateContent" and gemini_wants_image(body):
+                payload = orjson.dumps(gemini_image_payload(body, str(clean_model)))
+                return await self.send(request, gemini, 200, payload, faults)
             if action == "generateContent":
                 return await self.generate_answer(request, gemini, body, clean_model, faults)
             if action == "streamGenerateContent":
