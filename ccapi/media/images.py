@@ -479,9 +479,14 @@ class ImageService:
                 exc.headers = {**admission.headers, **exc.headers}
             self.finish_failed(record, exc, admission)
             raise
+        return payload, self._served_headers(info, admission)
+
+    @staticmethod
+    def _served_headers(info: ModelInfo, admission: Admission) -> dict[str, str]:
+        """The headers of every proxied answer, with the caller's rate limits."""
         headers = {"x-ccapi-provider": info.provider.name, "x-ccapi-model": info.id, "x-ccapi-attempts": "1"}
         headers.update(admission.headers)
-        return payload, headers
+        return headers
 
     async def _call(
         self, config: ProviderConfig, info: ModelInfo, params: ImageParams

@@ -246,9 +246,7 @@ class MultimodalService(ImageService):
                 exc.headers = {**admission.headers, **exc.headers}
             self.finish_failed(record, exc, admission)
             raise
-        headers = {"x-ccapi-provider": info.provider.name, "x-ccapi-model": info.id, "x-ccapi-attempts": "1"}
-        headers.update(admission.headers)
-        return payload, headers
+        return payload, self._served_headers(info, admission)
 
     async def _parts(self, req: MultimodalImageGenerationRequest) -> list[Part]:
         """The user turn's parts, in order; every input image checked (fetched when given by URL)."""
