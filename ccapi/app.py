@@ -21,6 +21,7 @@ from ccapi.api import chat as chat_routes
 from ccapi.api import files as file_routes
 from ccapi.api import health as health_routes
 from ccapi.api import images as image_routes
+from ccapi.api import jobs as job_routes
 from ccapi.api import multimodal as multimodal_routes
 from ccapi.api import speech as speech_routes
 from ccapi.api.errors import install_error_handlers
@@ -34,6 +35,9 @@ from ccapi.catalog.catalog import Catalog
 from ccapi.config import Settings
 from ccapi.core.recorder import AccessLogRecorder
 from ccapi.files.store import FileStore, new_signing_key
+from ccapi.jobs.runner import JobRunner
+from ccapi.jobs.store import JobStore
+from ccapi.media.image_service import ImageService
 from ccapi.providers.registry import ProviderConfig, ProviderRegistry, resolve_providers
 from ccapi.routing.chat import ChatService
 from ccapi.routing.failover import FailoverRunner
@@ -67,6 +71,9 @@ class Gateway:
     authenticator: KeyAuthenticator
     chat: ChatService
     files: FileStore
+    jobs: JobStore
+    images: ImageService
+    runner: JobRunner
     # Set when CCAPI_REDIS_URL is: the rate limiter shared by all instances.
     redis: RedisRateLimiter | None = None
 
@@ -83,6 +90,7 @@ class Gateway:
                 checks["redis"] = "ok"
             except Exception:
                 checks["redis"] = "down"
+        checks["job_runner"] = "ok" if self.runner.healthy else "down"
         return checks
 
     async def start(self) -> None:
@@ -98,10 +106,12 @@ class Gateway:
         await self.keys.start()
         self.ledger.start()
         self.billing.credit.start()
+        self.runner.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="ccapi-reservation-sweeper")
 
     async def stop(self) -> None:
         self._sweeper.cancel()
+        await self.runner.stop()
         await self.billing.credit.close()
         await self.ledger.close()
         await self.keys.stop()
@@ -164,6 +174,35 @@ def build_gateway(settings: Settings) -> Gateway:
         max_models=settings.max_models,
         billing=billing,
     )
+    files = FileStore(settings.files_dir, settings.file_url_ttl)
+    jobs = JobStore(store)
+    webhook_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    # A job's hold outlives its longest run by the same grace as a request's.
+    job_hold_ttl = settings.jobs.timeout + settings.jobs.lease_seconds + RESERVATION_GRACE_SECONDS
+    images = ImageService(
+        catalog=catalog,
+        providers=providers,
+        health=health,
+        billing=billing,
+        files=files,
+        jobs=jobs,
+        recorder=chat.recorder,
+        attempt_timeout=settings.attempt_timeout,
+        job_hold_ttl=job_hold_ttl,
+        allow_private_urls=settings.allow_private_urls,
+        webhook_secret=webhook_secret,
+    )
+    job_runner = JobRunner(
+        jobs,
+        images,
+        concurrency=settings.jobs.concurrency,
+        lease=settings.jobs.lease_seconds,
+        poll_interval=settings.jobs.poll_interval,
+        job_timeout=settings.jobs.timeout,
+        hold_ttl=job_hold_ttl,
+        webhook_secret=webhook_secret,
+        allow_private_urls=settings.allow_private_urls,
+    )
     return Gateway(
         settings,
         catalog,
@@ -176,7 +215,10 @@ def build_gateway(settings: Settings) -> Gateway:
         billing,
         KeyAuthenticator(master, keys),
         chat,
-        FileStore(settings.files_dir, settings.file_url_ttl),
+        files,
+        jobs,
+        images,
+        job_runner,
         redis=redis,
     )
 
@@ -210,6 +252,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         file_routes.router,
         image_routes.router,
         multimodal_routes.router,
+        job_routes.router,
         speech_routes.router,
     ):
         app.include_router(router)

@@ -41,6 +41,20 @@ class BreakerSettings(BaseModel):
     reset_seconds: float = Field(default=30.0, gt=0)
 
 
+class JobSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Jobs one instance runs at once.
+    concurrency: int = Field(default=8, ge=1, le=256)
+    # Seconds a runner holds a job without renewing it; a gateway that died
+    # loses its jobs to another runner after this long.
+    lease_seconds: float = Field(default=30.0, ge=0.5)
+    # Seconds between looks for new jobs (a job submitted to this instance starts at once).
+    poll_interval: float = Field(default=1.0, gt=0)
+    # Longest a job may run (a submit-then-poll upstream included) before it fails.
+    timeout: float = Field(default=600.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CCAPI_",
@@ -73,6 +87,11 @@ class Settings(BaseSettings):
     credit_idle_release: float = Field(default=5.0, gt=0)
     # Connections kept per upstream host.
     upstream_pool_size: int = Field(default=256, ge=1)
+
+    # Asynchronous image jobs (see jobs/runner.py): webhook deliveries are
+    # signed with this secret (without it, `webhook_url` is refused).
+    webhook_secret: SecretStr | None = None
+    jobs: JobSettings = JobSettings()
 
     breaker: BreakerSettings = BreakerSettings()
     providers: dict[str, ProviderSettings] = {}

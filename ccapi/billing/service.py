@@ -104,11 +104,8 @@ class BillingService:
 
         return await self.admit_cost(principal, most_it_can_cost, prompt + requested_output)
 
-    async def admit_cost(
-        self, principal: Principal, needed: Callable[[], Decimal], estimated_tokens: int = 0
-    ) -> Admission:
-        """Rate limits, then a reservation of `needed()` USD (any model-calling
-        route: chat, images, speech). The master key is counted, never charged."""
+    async def admit_limits(self, principal: Principal, estimated_tokens: int = 0) -> Admission:
+        """Rate limits only (429 past them); the caller reserves on its own (a job)."""
         now = time.time()
         limits = self.limits_for(principal)
         admission = Admission(limits, None, now, estimated_tokens)
@@ -117,6 +114,20 @@ class BillingService:
             admission.headers = verdict.headers
             if not verdict.allowed:
                 raise _rate_limit_error(verdict)
+        return admission
+
+    @staticmethod
+    def refusal(refused: ReserveRefused, headers: dict[str, str]) -> BillingError:
+        """The 402 for a reservation the balance or the key's spend limit did not cover."""
+        return _billing_error(refused, headers)
+
+    async def admit_cost(
+        self, principal: Principal, needed: Callable[[], Decimal], estimated_tokens: int = 0
+    ) -> Admission:
+        """Rate limits, then a reservation of `needed()` USD (any model-calling
+        route: chat, images, speech). The master key is counted, never charged."""
+        admission = await self.admit_limits(principal, estimated_tokens)
+        now = admission.admitted_at
         if principal.is_master or principal.account_id is None:
             return admission
         key = principal.key

@@ -105,6 +105,24 @@ async def fetch(
         raise UnsafeURLError(f"Could not fetch {_short(url)}: {reason}.", code="fetch_failed", param=param) from None
 
 
+async def check_target(url: str, *, param: str, allow_private: bool) -> None:
+    """400 unless `url` may be called (a webhook target): http(s), and every
+    address its name resolves to is public (unless private ones are allowed).
+    The delivery connects through PublicOnlyResolver as well."""
+    _check(url, param, allow_private)
+    host = urlsplit(url).hostname or ""
+    if allow_private or _is_literal_ip(host):
+        return
+    resolver = PublicOnlyResolver()
+    try:
+        await resolver.resolve(host, 0)
+    except OSError as exc:
+        reason = "it resolves to a private or reserved address" if "private or reserved" in str(exc) else str(exc)
+        raise UnsafeURLError(f"The URL cannot be used: {reason}.", code="unsafe_url", param=param) from None
+    finally:
+        await resolver.close()
+
+
 def _check(url: str, param: str, allow_private: bool) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:

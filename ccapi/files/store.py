@@ -73,6 +73,15 @@ class FileStore:
         path = matches[0]
         return StoredFile(file_id, path, TYPES.get(path.suffix[1:], "application/octet-stream"))
 
+    async def read(self, file_id: str) -> bytes | None:
+        found = await self.get(file_id)
+        if found is None:
+            return None
+        try:
+            return await asyncio.to_thread(found.path.read_bytes)
+        except FileNotFoundError:
+            return None
+
     async def delete(self, file_id: str) -> bool:
         found = await self.get(file_id)
         if found is None:

@@ -1,10 +1,10 @@
-"""Image generation (`POST /images/generations`, synchronous): check the
-request against the model's rules, reserve, call the provider, re-host every
-image in the FileStore, settle, render.
+"""Image generation for `POST /images/generations`: the model rules, pricing
+and each provider's wire format.
 
 Pure parts first (rules, pricing, translation to and from each wire format,
-each a table-driven unit test); the I/O (`ImageService`) last. Provider rules
-and their sources are in docs/images.md.
+each a table-driven unit test); the upstream calls last. Admission, files,
+settling and jobs are media/image_service.py's. Provider rules and their
+sources are in docs/images.md.
 """
 
 from __future__ import annotations
@@ -22,16 +22,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from ccapi.api.deps import Principal
-from ccapi.billing.service import Admission, BillingService
-from ccapi.catalog.catalog import Catalog, ModelInfo
+from ccapi.catalog.catalog import ModelInfo
 from ccapi.catalog.pricing import MILLION, round_usd
-from ccapi.core.errors import CCAPIError, InvalidRequestError, ProviderUnavailableError, UpstreamError
-from ccapi.core.ids import new_id
-from ccapi.core.recorder import Recorder
+from ccapi.core.errors import InvalidRequestError
 from ccapi.core.tokens import estimate_text_tokens
-from ccapi.core.types import RequestRecord
-from ccapi.files.store import FileStore
 from ccapi.providers.registry import ProviderConfig
 from ccapi.schemas.images import LegacyImageGenerationRequest
 
@@ -155,10 +149,6 @@ def check_params(req: LegacyImageGenerationRequest, info: ModelInfo) -> ImagePar
         raise InvalidRequestError(
             f"{info.id} is a {info.entry.type} model, not an image model.", code="invalid_model", param="model"
         )
-    if req.async_:
-        raise InvalidRequestError("'async': true is not supported yet on this gateway.", param="async")
-    if req.webhook_url is not None:
-        raise InvalidRequestError("'webhook_url' is not supported yet (webhooks are for jobs).", param="webhook_url")
     rules = rules_for(info)
     if req.n > rules.max_n:
         raise InvalidRequestError(
@@ -407,177 +397,23 @@ def sniff_image_type(data: bytes) -> str | None:
     return None
 
 
-# --- the service ----------------------------------------------------------------
+# --- the upstream calls ----------------------------------------------------------------
 
 MAX_FETCHED_IMAGE_BYTES = 50 * 1024 * 1024
 
 
 class AttemptFailed(Exception):
-    def __init__(self, status: int | None, message: str, client_error: bool = False) -> None:
+    def __init__(
+        self, status: int | None, message: str, client_error: bool = False, started: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.client_error = client_error  # the upstream refused the request itself (400)
+        self.started = started  # time.monotonic() when the attempt began
 
 
-class ImageService:
-    """Built per request from the gateway's parts; owns no long-lived state.
-
-    Each request opens its own HTTP session: image calls take seconds, so a
-    pool would save nothing measurable.
-    """
-
-    def __init__(
-        self,
-        catalog: Catalog,
-        providers: dict[str, ProviderConfig],
-        billing: BillingService,
-        files: FileStore,
-        recorder: Recorder,
-        attempt_timeout: float,
-    ) -> None:
-        self.catalog = catalog
-        self.providers = providers
-        self.billing = billing
-        self.files = files
-        self.recorder = recorder
-        self.attempt_timeout = attempt_timeout
-
-    async def generate(
-        self, req: LegacyImageGenerationRequest, record: RequestRecord, principal: Principal, base_url: str
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        """The response body and headers; `record` is filled in and settled."""
-        admission: Admission | None = None
-        record.requested_models = [req.model]
-        try:
-            info = self.catalog.models[self.catalog.resolve(req.model)[0]]
-            params = check_params(req, info)
-            config = self.providers[info.provider.name]
-            if not config.configured:
-                raise ProviderUnavailableError(
-                    f"No candidate's provider is configured: {config.how_to_configure()}.",
-                    code="provider_not_configured",
-                )
-            self.billing.allowed(principal, [info])
-            admission = await self.billing.admit_cost(principal, lambda: reservation(info, params), 0)
-            record.model, record.provider = info.id, info.provider.name
-            started = time.monotonic()
-            try:
-                upstream, rehosted = await self._call(config, info, params)
-            except AttemptFailed as failed:
-                raise self._attempt_error(info, failed, started, record) from None
-            record.attempts = [_attempt(info, 200, None, started)]
-            payload = await self._render(info, params, upstream, rehosted, base_url)
-            cost = actual_cost(info, params, len(rehosted), upstream)
-            payload["usage"] = {"images": len(rehosted), "cost": float(cost.total)}
-            record.prompt_tokens, record.completion_tokens = cost.prompt_tokens, cost.output_tokens
-            record.input_cost, record.output_cost = cost.input_cost, cost.output_cost
-            record.status = 200
-            self._settle(record, admission)
-        except CCAPIError as exc:
-            if admission is not None:
-                exc.headers = {**admission.headers, **exc.headers}
-            self.finish_failed(record, exc, admission)
-            raise
-        return payload, self._served_headers(info, admission)
-
-    @staticmethod
-    def _served_headers(info: ModelInfo, admission: Admission) -> dict[str, str]:
-        """The headers of every proxied answer, with the caller's rate limits."""
-        headers = {"x-ccapi-provider": info.provider.name, "x-ccapi-model": info.id, "x-ccapi-attempts": "1"}
-        headers.update(admission.headers)
-        return headers
-
-    async def _call(
-        self, config: ProviderConfig, info: ModelInfo, params: ImageParams
-    ) -> tuple[UpstreamImages, list[tuple[bytes, str]]]:
-        timeout = aiohttp.ClientTimeout(total=self.attempt_timeout)
-        try:
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                call = _WIRES[params.rules.wire]
-                upstream = await call(session, config, info, params)
-                rehosted = [await self._image_bytes(session, raw) for raw in upstream.images]
-        except TimeoutError:
-            raise AttemptFailed(None, f"no answer within {self.attempt_timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise AttemptFailed(None, f"connection failed: {exc.__class__.__name__}") from None
-        except BadUpstreamAnswer as exc:
-            raise AttemptFailed(200, f"unreadable answer: {exc}") from None
-        if not rehosted:
-            raise AttemptFailed(200, "the answer holds no image")
-        return upstream, rehosted
-
-    async def _image_bytes(self, session: aiohttp.ClientSession, raw: RawImage) -> tuple[bytes, str]:
-        data = raw.data
-        if data is None and raw.url is not None:
-            # The provider's own (expiring) link: fetched now and re-hosted.
-            async with session.get(raw.url) as resp:
-                if resp.status != 200:
-                    raise AttemptFailed(resp.status, f"fetching the image link failed with HTTP {resp.status}")
-                data = await resp.content.read(MAX_FETCHED_IMAGE_BYTES + 1)
-                if len(data) > MAX_FETCHED_IMAGE_BYTES:
-                    raise AttemptFailed(200, "the image behind the link is too large")
-        content_type = sniff_image_type(data or b"")
-        if data is None or content_type is None:
-            raise BadUpstreamAnswer("an image is not PNG, JPEG or WebP")
-        return data, content_type
-
-    async def _render(
-        self,
-        info: ModelInfo,
-        params: ImageParams,
-        upstream: UpstreamImages,
-        rehosted: list[tuple[bytes, str]],
-        base_url: str,
-    ) -> dict[str, Any]:
-        data = []
-        for raw, (image, content_type) in zip(upstream.images, rehosted, strict=True):
-            file_id = await self.files.put(image, content_type)
-            as_b64 = params.response_format == "b64_json"
-            data.append(
-                {
-                    "url": None if as_b64 else self.files.signed_url(file_id, base_url),
-                    "b64_json": base64.b64encode(image).decode() if as_b64 else None,
-                    "revised_prompt": raw.revised_prompt,
-                    "seed": raw.seed,
-                }
-            )
-        return {
-            "id": f"img_{new_id()}",
-            "created": int(time.time()),
-            "model": info.id,
-            "provider": info.provider.name,
-            "data": data,
-            "revised_prompt": data[0]["revised_prompt"] if data else None,
-        }
-
-    def _attempt_error(
-        self, info: ModelInfo, failed: AttemptFailed, started: float, record: RequestRecord
-    ) -> CCAPIError:
-        attempt = _attempt(info, failed.status, failed.message, started)
-        record.attempts = [attempt]
-        if failed.client_error:
-            return InvalidRequestError(f"{info.provider.name} refused the request: {failed.message}")
-        return UpstreamError(
-            f"Every candidate failed: {info.id}: {failed.message}.",
-            code="upstream_failed",
-            details={"attempts": [attempt]},
-            headers={"x-ccapi-provider": info.provider.name, "x-ccapi-model": info.id, "x-ccapi-attempts": "1"},
-        )
-
-    def _settle(self, record: RequestRecord, admission: Admission | None) -> None:
-        record.latency_ms = (time.time() - record.created) * 1000
-        self.recorder.record(record)
-        self.billing.settle(admission, record)
-
-    def finish_failed(self, record: RequestRecord, exc: CCAPIError, admission: Admission | None) -> None:
-        """A refused or failed request still leaves its ledger row (cost 0)."""
-        record.status, record.error_type = exc.status, exc.type
-        record.input_cost = record.output_cost = Decimal(0)
-        self._settle(record, admission)
-
-
-def _attempt(info: ModelInfo, status: int | None, error: str | None, started: float) -> dict[str, Any]:
+def attempt_entry(info: ModelInfo, status: int | None, error: str | None, started: float) -> dict[str, Any]:
     return {
         "provider": info.provider.name,
         "model": info.id,
@@ -587,7 +423,7 @@ def _attempt(info: ModelInfo, status: int | None, error: str | None, started: fl
     }
 
 
-async def _checked_json(resp: aiohttp.ClientResponse) -> Any:
+async def checked_json(resp: aiohttp.ClientResponse) -> Any:
     raw = await resp.read()
     if resp.status >= 400:
         message = _upstream_message(raw) or f"HTTP {resp.status}"
@@ -624,7 +460,7 @@ async def _call_openai(
 ) -> UpstreamImages:
     url = f"{config.base_url.rstrip('/')}/images/generations"
     async with session.post(url, json=openai_body(params, info), headers=_bearer(config)) as resp:
-        return parse_openai(await _checked_json(resp))
+        return parse_openai(await checked_json(resp))
 
 
 async def _call_stability_v1(
@@ -633,7 +469,7 @@ async def _call_stability_v1(
     url = f"{config.base_url.rstrip('/')}/v1/generation/{info.upstream_model}/text-to-image"
     headers = {**_bearer(config), "Accept": "application/json"}
     async with session.post(url, json=stability_v1_body(params), headers=headers) as resp:
-        return parse_stability_v1(await _checked_json(resp))
+        return parse_stability_v1(await checked_json(resp))
 
 
 async def _call_stability_v2(
@@ -649,10 +485,17 @@ async def _call_stability_v2(
         for name, value in stability_v2_form(params, info).items():
             form.append(value).set_content_disposition("form-data", name=name)
         async with session.post(url, data=form, headers=headers) as resp:
-            return parse_stability_v2(await _checked_json(resp))
+            return parse_stability_v2(await checked_json(resp))
 
     return UpstreamImages(images=list(await asyncio.gather(*(one() for _ in range(params.n)))))
 
 
 _WIRES: dict[str, Callable[[aiohttp.ClientSession, ProviderConfig, ModelInfo, ImageParams], Awaitable[UpstreamImages]]]
 _WIRES = {"openai": _call_openai, "stability-v1": _call_stability_v1, "stability-v2": _call_stability_v2}
+
+
+async def call_images(
+    session: aiohttp.ClientSession, config: ProviderConfig, info: ModelInfo, params: ImageParams
+) -> UpstreamImages:
+    """One call to the model's provider in its own wire format."""
+    return await _WIRES[params.rules.wire](session, config, info, params)

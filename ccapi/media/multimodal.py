@@ -1,17 +1,19 @@
-"""Multimodal image generation (`POST /images/generate`, synchronous) for
-Google Gemini image-output models ("Nano Banana"), via
-`POST {base}/v1beta/models/{model}:generateContent`.
+"""Multimodal image generation (`POST /images/generate`): the operation, the
+input parts, and each provider's wire format.
 
-Wire format (Gemini API image-generation guide and GenerationConfig
-reference): text parts and input images (`inlineData {mimeType, data}`) in
-one user turn; `generationConfig.responseModalities: ["TEXT", "IMAGE"]`,
+Google Gemini image-output models ("Nano Banana") via
+`POST {base}/v1beta/models/{model}:generateContent` (Gemini API
+image-generation guide and GenerationConfig reference): text parts and input
+images (`inlineData {mimeType, data}`) in one user turn;
+`generationConfig.responseModalities: ["TEXT", "IMAGE"]`,
 `generationConfig.imageConfig.aspectRatio`, `generationConfig.seed`; the
 answer's `candidates[0].content.parts[]` hold `inlineData` images. Gemini has
 no mask input: a mask goes as an extra image part plus an instruction text.
 `num_images` > 1 is that many calls at once (one image each).
 
-Pure parts first (rules, operation, wire body, answer parsing; unit tested),
-the I/O (`MultimodalService`) last. It reuses ImageService's settling.
+Pure parts first (rules, operation, wire bodies, answer parsing; unit tested),
+the upstream calls last. Admission, input fetching, files, settling and jobs
+are media/image_service.py's.
 """
 
 from __future__ import annotations
@@ -19,28 +21,22 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import aiohttp
 
-from ccapi.api.deps import Principal
-from ccapi.billing.service import Admission
 from ccapi.catalog.catalog import ModelInfo
 from ccapi.catalog.pricing import round_usd
-from ccapi.core.errors import CCAPIError, InvalidRequestError, ProviderUnavailableError
-from ccapi.core.ids import new_id
-from ccapi.core.types import RequestRecord
-from ccapi.files.fetch import fetch
+from ccapi.core.errors import InvalidRequestError
 from ccapi.media.images import (
-    MAX_FETCHED_IMAGE_BYTES,
-    AttemptFailed,
     BadUpstreamAnswer,
-    ImageService,
-    _attempt,
-    _checked_json,
+    ImageCost,
+    RawImage,
+    UpstreamImages,
+    checked_json,
     sniff_image_type,
 )
 from ccapi.providers.registry import ProviderConfig
@@ -69,7 +65,6 @@ MASK_INSTRUCTION = (
     "The image just before this text is a mask for the image before it: "
     "edit only the white area of the mask and keep everything else unchanged."
 )
-FETCH_TIME_LIMIT = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +75,11 @@ class InputImage:
 
 @dataclass(frozen=True, slots=True)
 class Part:
+    """One input part, in request order: a text, an image, or the mask of the image before it."""
+
     text: str | None = None
     image: InputImage | None = None
+    mask: bool = False
 
 
 def operation_of(req: MultimodalImageGenerationRequest) -> str:
@@ -101,13 +99,7 @@ def check_model(info: ModelInfo) -> None:
         raise InvalidRequestError(
             f"{info.id} is a {info.entry.type} model, not an image model.", code="invalid_model", param="model"
         )
-    if info.entry.is_async:
-        raise InvalidRequestError(
-            f"{info.id} is an asynchronous model; async image jobs are not supported yet.",
-            code="model_not_supported",
-            param="model",
-        )
-    if info.provider.api != "gemini":
+    if info.provider.api not in MULTIMODAL_WIRES:
         raise InvalidRequestError(
             f"{info.id} is not supported on /images/generate yet (supported: Google Gemini image models).",
             code="model_not_supported",
@@ -115,12 +107,23 @@ def check_model(info: ModelInfo) -> None:
         )
 
 
-def check_request(req: MultimodalImageGenerationRequest) -> None:
-    """400 naming the first field this route (and Gemini) cannot take."""
-    if req.async_:
-        raise InvalidRequestError("'async': true is not supported yet on this gateway.", param="async")
-    if req.webhook_url is not None:
-        raise InvalidRequestError("'webhook_url' is not supported yet (webhooks are for jobs).", param="webhook_url")
+def check_contents(req: MultimodalImageGenerationRequest) -> None:
+    """400 naming the first element of `contents` no model can take."""
+    if not any(c.text is not None or c.image is not None for c in req.contents):
+        raise InvalidRequestError(
+            "'contents' needs at least one text or image part.", code="invalid_value", param="contents"
+        )
+    for i, content in enumerate(req.contents):
+        if content.mask is not None and content.image is None:
+            raise InvalidRequestError(
+                f"'contents[{i}].mask' needs an 'image' in the same element.",
+                code="invalid_value",
+                param=f"contents[{i}].mask",
+            )
+
+
+def check_gemini(req: MultimodalImageGenerationRequest) -> None:
+    """400 naming the first parameter a Gemini image model cannot take."""
     params = req.parameters
     for name in GEMINI_REFUSED:
         if getattr(params, name) is not None:
@@ -136,17 +139,6 @@ def check_request(req: MultimodalImageGenerationRequest) -> None:
             code="unsupported_value",
             param="parameters.aspect_ratio",
         )
-    if not any(c.text is not None or c.image is not None for c in req.contents):
-        raise InvalidRequestError(
-            "'contents' needs at least one text or image part.", code="invalid_value", param="contents"
-        )
-    for i, content in enumerate(req.contents):
-        if content.mask is not None and content.image is None:
-            raise InvalidRequestError(
-                f"'contents[{i}].mask' needs an 'image' in the same element.",
-                code="invalid_value",
-                param=f"contents[{i}].mask",
-            )
 
 
 def decode_inline(source: MultimodalImageSource, param: str) -> InputImage:
@@ -169,6 +161,8 @@ def gemini_body(parts: list[Part], req: MultimodalImageGenerationRequest) -> dic
         if part.image is not None:
             encoded = base64.b64encode(part.image.data).decode()
             wire.append({"inlineData": {"mimeType": part.image.mime_type, "data": encoded}})
+            if part.mask:
+                wire.append({"text": MASK_INSTRUCTION})
     config: dict[str, Any] = {"responseModalities": ["TEXT", "IMAGE"]}
     if req.parameters.aspect_ratio is not None:
         config["imageConfig"] = {"aspectRatio": req.parameters.aspect_ratio}
@@ -204,129 +198,51 @@ def reservation(info: ModelInfo, n: int) -> Decimal:
     return round_usd(per_image * n)
 
 
-# --- the service ----------------------------------------------------------------
+def per_image_reservation(info: ModelInfo, req: MultimodalImageGenerationRequest) -> Decimal:
+    return reservation(info, req.parameters.num_images)
 
 
-class MultimodalService(ImageService):
-    allow_private_urls: bool = False
+def per_image_cost(info: ModelInfo, delivered: int, _upstream: UpstreamImages) -> ImageCost:
+    return ImageCost(Decimal(0), reservation(info, delivered))
 
-    async def generate_multimodal(
-        self, req: MultimodalImageGenerationRequest, record: RequestRecord, principal: Principal, base_url: str
-    ) -> tuple[dict[str, Any], dict[str, str]]:
-        admission: Admission | None = None
-        record.requested_models = [req.model]
-        try:
-            info = self.catalog.models[self.catalog.resolve(req.model)[0]]
-            check_model(info)
-            check_request(req)
-            config = self.providers[info.provider.name]
-            if not config.configured:
-                raise ProviderUnavailableError(
-                    f"No candidate's provider is configured: {config.how_to_configure()}.",
-                    code="provider_not_configured",
-                )
-            self.billing.allowed(principal, [info])
-            parts = await self._parts(req)
-            n = req.parameters.num_images
-            admission = await self.billing.admit_cost(principal, lambda: reservation(info, n), 0)
-            record.model, record.provider = info.id, info.provider.name
-            started = time.monotonic()
-            try:
-                images = await self._call_gemini(config, info, gemini_body(parts, req), n)
-            except AttemptFailed as failed:
-                raise self._attempt_error(info, failed, started, record) from None
-            record.attempts = [_attempt(info, 200, None, started)]
-            payload = await self._render_multimodal(info, req, images, base_url)
-            cost = reservation(info, len(images))
-            record.input_cost, record.output_cost = Decimal(0), cost
-            record.status = 200
-            self._settle(record, admission)
-        except CCAPIError as exc:
-            if admission is not None:
-                exc.headers = {**admission.headers, **exc.headers}
-            self.finish_failed(record, exc, admission)
-            raise
-        return payload, self._served_headers(info, admission)
 
-    async def _parts(self, req: MultimodalImageGenerationRequest) -> list[Part]:
-        """The user turn's parts, in order; every input image checked (fetched when given by URL)."""
-        parts: list[Part] = []
-        for i, content in enumerate(req.contents):
-            if content.text is not None:
-                parts.append(Part(text=content.text))
-            if content.image is not None:
-                parts.append(Part(image=await self._image(content.image, f"contents[{i}].image")))
-            if content.mask is not None:
-                parts.append(Part(image=await self._image(content.mask, f"contents[{i}].mask")))
-                parts.append(Part(text=MASK_INSTRUCTION))
-        return parts
+# --- the upstream calls ------------------------------------------------------------
 
-    async def _image(self, source: MultimodalImageSource, param: str) -> InputImage:
-        if source.url is None:
-            return decode_inline(source, param)
-        fetched = await fetch(
-            source.url,
-            param=f"{param}.url",
-            allow_private=self.allow_private_urls,
-            max_bytes=MAX_FETCHED_IMAGE_BYTES,
-            time_limit=FETCH_TIME_LIMIT,
-        )
-        sniffed = sniff_image_type(fetched.data)
-        if sniffed is None:
-            raise InvalidRequestError(
-                f"'{param}.url' is not a PNG, JPEG or WebP image.", code="invalid_image", param=f"{param}.url"
-            )
-        return InputImage(fetched.data, sniffed)
 
-    async def _call_gemini(
-        self, config: ProviderConfig, info: ModelInfo, body: dict[str, Any], n: int
-    ) -> list[tuple[bytes, str]]:
-        url = f"{config.base_url.rstrip('/')}/v1beta/models/{info.upstream_model}:generateContent"
-        headers = {"x-goog-api-key": config.api_key or ""}
-        timeout = aiohttp.ClientTimeout(total=self.attempt_timeout)
+async def call_gemini(
+    session: aiohttp.ClientSession,
+    config: ProviderConfig,
+    info: ModelInfo,
+    req: MultimodalImageGenerationRequest,
+    parts: list[Part],
+) -> UpstreamImages:
+    url = f"{config.base_url.rstrip('/')}/v1beta/models/{info.upstream_model}:generateContent"
+    headers = {"x-goog-api-key": config.api_key or ""}
+    body = gemini_body(parts, req)
 
-        async def one(session: aiohttp.ClientSession) -> tuple[bytes, str]:
-            async with session.post(url, json=body, headers=headers) as resp:
-                image = parse_gemini_image(await _checked_json(resp))
-            content_type = sniff_image_type(image)
-            if content_type is None:
-                raise BadUpstreamAnswer("an image is not PNG, JPEG or WebP")
-            return image, content_type
+    async def one() -> RawImage:
+        async with session.post(url, json=body, headers=headers) as resp:
+            return RawImage(data=parse_gemini_image(await checked_json(resp)))
 
-        try:
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                return list(await asyncio.gather(*(one(session) for _ in range(n))))
-        except TimeoutError:
-            raise AttemptFailed(None, f"no answer within {self.attempt_timeout:g}s") from None
-        except aiohttp.ClientError as exc:
-            raise AttemptFailed(None, f"connection failed: {exc.__class__.__name__}") from None
-        except BadUpstreamAnswer as exc:
-            raise AttemptFailed(200, f"unreadable answer: {exc}") from None
+    return UpstreamImages(images=list(await asyncio.gather(*(one() for _ in range(req.parameters.num_images)))))
 
-    async def _render_multimodal(
-        self, info: ModelInfo, req: MultimodalImageGenerationRequest, images: list[tuple[bytes, str]], base_url: str
-    ) -> dict[str, Any]:
-        as_b64 = req.parameters.response_format == "b64_json"
-        data = []
-        for image, content_type in images:
-            file_id = await self.files.put(image, content_type)
-            data.append(
-                {
-                    "url": None if as_b64 else self.files.signed_url(file_id, base_url),
-                    "b64_json": base64.b64encode(image).decode() if as_b64 else None,
-                    "revised_prompt": None,
-                    "seed": None,
-                }
-            )
-        return {
-            "id": f"imgjob_{new_id()}",
-            "created": int(time.time()),
-            "model": info.id,
-            "status": "succeeded",
-            "execution": {"mode": "sync", "operation": operation_of(req), "provider": info.provider.name},
-            "data": data,
-            "poll_url": None,
-            "estimated_time": None,
-            "error": None,
-            "usage": {"images": len(images), "cost": float(reservation(info, len(images)))},
-        }
+
+MultimodalCall = Callable[
+    [aiohttp.ClientSession, ProviderConfig, ModelInfo, MultimodalImageGenerationRequest, list[Part]],
+    Awaitable[UpstreamImages],
+]
+
+
+@dataclass(frozen=True, slots=True)
+class MultimodalWire:
+    """A provider family on this route: what it refuses (400s), what it costs, how it is called."""
+
+    check: Callable[[MultimodalImageGenerationRequest], None]
+    reserve: Callable[[ModelInfo, MultimodalImageGenerationRequest], Decimal]
+    cost: Callable[[ModelInfo, int, UpstreamImages], ImageCost]
+    call: MultimodalCall
+
+
+MULTIMODAL_WIRES: dict[str, MultimodalWire] = {
+    "gemini": MultimodalWire(check_gemini, per_image_reservation, per_image_cost, call_gemini),
+}

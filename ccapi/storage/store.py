@@ -379,7 +379,7 @@ class Store:
     async def record(self, settlements: Sequence[Settlement], rows: Sequence[dict[str, Any]]) -> None:
         """Settle reservations and write ledger rows, in one transaction."""
         async with self.write() as conn:
-            await _settle(conn, settlements)
+            await settle_holds(conn, settlements)
             if rows:
                 await conn.execute(insert(usage), [{"id": new_id("use"), **r} for r in rows])
 
@@ -389,7 +389,7 @@ class Store:
         async with self.write() as conn:
             expired = (await conn.execute(select(reservations).where(reservations.c.expires_at < now))).all()
             items = [Settlement(Reservation(r.id, r.account_id, r.key_id, r.amount), ZERO) for r in expired]
-            return await _settle(conn, items)
+            return await settle_holds(conn, items)
 
     async def open_reservations(self) -> int:
         async with self.engine.connect() as conn:
@@ -445,7 +445,7 @@ class Store:
         ]
 
 
-async def _settle(conn: AsyncConnection, items: Sequence[Settlement]) -> int:
+async def settle_holds(conn: AsyncConnection, items: Sequence[Settlement]) -> int:
     """Charge each cost and release each hold; returns the holds released. A
     reservation row is deleted first: if it is already gone (released as
     expired), its hold was already given back.

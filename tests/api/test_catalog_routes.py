@@ -129,4 +129,4 @@ def test_docs_work_offline(client: TestClient) -> None:
 def test_health_needs_no_key(client: TestClient) -> None:
     assert client.get("/health", headers={"Authorization": ""}).json() == {"status": "ok"}
     ready = client.get("/health/ready", headers={"Authorization": ""}).json()
-    assert ready == {"status": "ok", "checks": {"catalog": "ok", "database": "ok"}}
+    assert ready == {"status": "ok", "checks": {"catalog": "ok", "database": "ok", "job_runner": "ok"}}

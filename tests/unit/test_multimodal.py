@@ -10,10 +10,10 @@ import pytest
 from ccapi.core.errors import InvalidRequestError
 from ccapi.media.images import BadUpstreamAnswer
 from ccapi.media.multimodal import (
-    MASK_INSTRUCTION,
     InputImage,
     Part,
-    check_request,
+    check_contents,
+    check_gemini,
     decode_inline,
     gemini_body,
     operation_of,
@@ -62,15 +62,16 @@ def test_operation_is_the_first_match(contents: list[dict[str, Any]], operation:
 )
 def test_a_parameter_gemini_cannot_take_is_refused_by_name(parameters: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequestError) as caught:
-        check_request(req([{"text": "x"}], **parameters))
+        check_gemini(req([{"text": "x"}], **parameters))
     assert caught.value.param == param
 
 
 def test_taken_parameters_pass_and_reach_the_wire_body() -> None:
     request = req([{"text": "x"}, {"image": DATA, "mask": DATA}], aspect_ratio="16:9", seed=7, num_images=3)
-    check_request(request)
+    check_contents(request)
+    check_gemini(request)
     image = InputImage(PNG, "image/png")
-    body = gemini_body([Part(text="x"), Part(image=image), Part(image=image), Part(text=MASK_INSTRUCTION)], request)
+    body = gemini_body([Part(text="x"), Part(image=image), Part(image=image, mask=True)], request)
     assert body["generationConfig"] == {
         "responseModalities": ["TEXT", "IMAGE"],
         "imageConfig": {"aspectRatio": "16:9"},
@@ -85,8 +86,6 @@ def test_taken_parameters_pass_and_reach_the_wire_body() -> None:
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"async": True}, "async"),
-        ({"webhook_url": "https://example.com/h"}, "webhook_url"),
         ({"contents": [{"mask": DATA}]}, "contents"),
         ({"contents": [{"text": "x"}, {"text": "y", "mask": DATA}]}, "contents[1].mask"),
     ],
@@ -94,7 +93,7 @@ def test_taken_parameters_pass_and_reach_the_wire_body() -> None:
 def test_request_level_refusals(body: dict[str, Any], param: str) -> None:
     full = {"model": "m", "contents": [{"text": "x"}], **body}
     with pytest.raises(InvalidRequestError) as caught:
-        check_request(MultimodalImageGenerationRequest.model_validate(full))
+        check_contents(MultimodalImageGenerationRequest.model_validate(full))
     assert caught.value.param == param
 
 

@@ -1,0 +1,1 @@
+"""Persisted asynchronous image jobs and the runner that executes them."""
