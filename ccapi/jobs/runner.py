@@ -242,7 +242,9 @@ class JobRunner:
             (cost.prompt_tokens, cost.output_tokens),
             cost.input_cost,
         )
-        if not await self.jobs.finish(job, fields, cost.total, row):
+        if await self.jobs.finish(job, fields, cost.total, row):
+            self.images.forget_estimate(job.model)  # one more data point
+        else:
             log.info("job %s ended elsewhere (cancelled or taken over); result dropped", job.id)
 
     async def _end_failed(self, job: Job, status: int, error: dict[str, Any], attempts: list[dict[str, Any]]) -> None:

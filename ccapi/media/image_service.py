@@ -487,6 +487,9 @@ class ImageService:
         self._estimates[model] = (now, estimate)
         return estimate
 
+    def forget_estimate(self, model: str) -> None:
+        self._estimates.pop(model, None)
+
     # -- settling -----------------------------------------------------------------------
 
     def _settle(self, record: RequestRecord, admission: Admission | None) -> None:
