@@ -33,7 +33,7 @@ from ccapi.billing.service import BillingService
 from ccapi.catalog.catalog import Catalog
 from ccapi.config import Settings
 from ccapi.core.recorder import AccessLogRecorder
-from ccapi.files.store import FileStore, new_signing_key
+from ccapi.files.store import FileStore, file_backend, new_signing_key
 from ccapi.providers.registry import ProviderConfig, ProviderRegistry, resolve_providers
 from ccapi.routing.chat import ChatService
 from ccapi.routing.failover import FailoverRunner
@@ -176,7 +176,7 @@ def build_gateway(settings: Settings) -> Gateway:
         billing,
         KeyAuthenticator(master, keys),
         chat,
-        FileStore(settings.files_dir, settings.file_url_ttl),
+        FileStore(file_backend(settings), settings.file_url_ttl),
         redis=redis,
     )
 
