@@ -263,14 +263,14 @@ class S3Server:
 
     def objects(self) -> dict[str, tuple[str, bytes]]:
         """Every object in the bucket: key -> (content type, bytes), read with boto3."""
-        client = self._client()
+        client = self.client()
         found = {}
         for item in client.list_objects_v2(Bucket=self.bucket).get("Contents", []):
             obj = client.get_object(Bucket=self.bucket, Key=item["Key"])
             found[item["Key"]] = (obj["ContentType"], obj["Body"].read())
         return found
 
-    def _client(self):  # type: ignore[no-untyped-def]
+    def client(self):  # type: ignore[no-untyped-def]
         import boto3
 
         return boto3.client(
@@ -292,7 +292,7 @@ def s3_server() -> Iterator[S3Server]:
     server.start()
     try:
         s3 = S3Server(f"http://127.0.0.1:{port}", f"ccapi-files-{uuid.uuid4().hex[:8]}")
-        s3._client().create_bucket(Bucket=s3.bucket)
+        s3.client().create_bucket(Bucket=s3.bucket)
         yield s3
     finally:
         server.stop()
