@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Request
 from starlette.responses import FileResponse, Response, StreamingResponse
 
 from ccapi.api.deps import gateway_of
-from ccapi.core.errors import NotFoundError, PermissionDeniedError, ProviderUnavailableError
-from ccapi.files.store import FileStorageError
+from ccapi.core.errors import NotFoundError, PermissionDeniedError
 from ccapi.schemas.errors import ErrorResponse
 
 router = APIRouter(tags=["Files"])
-log = logging.getLogger(__name__)
 
 
 @router.get(
@@ -27,13 +23,7 @@ async def get_file(request: Request, file_id: str, exp: str | None = None, sig: 
     files = gateway_of(request).files
     if not files.verify(file_id, exp, sig):
         raise PermissionDeniedError("This link is invalid or has expired.", code="invalid_signature")
-    try:
-        found = await files.get(file_id)
-    except FileStorageError:
-        log.warning("file storage failed serving %s", file_id, exc_info=True)
-        raise ProviderUnavailableError(
-            "The file storage is unavailable; try again shortly.", code="file_storage_unavailable"
-        ) from None
+    found = await files.get(file_id)  # FileStorageError: 503 when the bucket is unreachable
     if found is None:
         raise NotFoundError("This file no longer exists.", code="file_not_found")
     headers = {"cache-control": "private, max-age=300"}

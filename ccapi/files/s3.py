@@ -9,6 +9,7 @@ https://developmentseed.org/obstore/latest/api/store/aws/
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from ccapi.files.store import FileStorageError, StoredFile
 if TYPE_CHECKING:  # typing-only names in obstore
     from obstore.store import ClientConfig, RetryConfig, S3Config
 
+log = logging.getLogger(__name__)
 # Starlette sends each chunk as it comes; 1 MiB keeps memory flat for large audio.
 CHUNK_BYTES = 1024 * 1024
 
@@ -105,5 +107,7 @@ def _retry_config(settings: S3Settings) -> RetryConfig:
 
 
 def _storage_error(action: str, exc: Exception) -> FileStorageError:
-    # obstore's messages name the bucket and key, never the credentials.
-    return FileStorageError(f"could not {action} the file in the S3 bucket: {type(exc).__name__}")
+    # obstore's message names the endpoint, bucket and key and the server's
+    # answer, never the credentials.
+    log.warning("S3 file storage: %s failed: %s", action, str(exc).splitlines()[0])
+    return FileStorageError()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urlencode
 
 from ccapi.core import ids
+from ccapi.core.errors import ProviderUnavailableError
 
 if TYPE_CHECKING:
     from ccapi.config import Settings
@@ -57,8 +58,15 @@ class StoredFile:
     chunks: AsyncIterator[bytes] | None = None
 
 
-class FileStorageError(Exception):
-    """The storage could not be reached or refused the operation (not "no such file")."""
+class FileStorageError(ProviderUnavailableError):
+    """The storage could not be reached or refused the operation (not "no such file").
+
+    A CCAPIError, so any route that stores or serves a file answers 503 in the
+    contract's envelope; the cause is logged by the backend, never shown.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("The file storage is unavailable; try again shortly.", code="file_storage_unavailable")
 
 
 class FileBackend(Protocol):
