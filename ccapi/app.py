@@ -34,7 +34,7 @@ from ccapi.billing.service import BillingService
 from ccapi.catalog.catalog import Catalog
 from ccapi.config import Settings
 from ccapi.core.recorder import AccessLogRecorder
-from ccapi.files.store import FileStore, new_signing_key
+from ccapi.files.store import FileStore, file_backend, new_signing_key
 from ccapi.jobs.runner import JobRunner
 from ccapi.jobs.store import JobStore
 from ccapi.media.image_service import ImageService
@@ -174,7 +174,7 @@ def build_gateway(settings: Settings) -> Gateway:
         max_models=settings.max_models,
         billing=billing,
     )
-    files = FileStore(settings.files_dir, settings.file_url_ttl)
+    files = FileStore(file_backend(settings), settings.file_url_ttl)
     jobs = JobStore(store)
     webhook_secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
     # A job's hold outlives its longest run by the same grace as a request's.

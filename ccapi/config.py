@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -55,6 +55,33 @@ class JobSettings(BaseModel):
     timeout: float = Field(default=600.0, gt=0)
 
 
+class S3Settings(BaseModel):
+    """Where generated files go when `files_backend` is "s3": AWS S3 or any
+    S3-compatible server (MinIO, Cloudflare R2, Ceph, ...).
+
+    Unset credentials and region fall back to the standard AWS_* variables and
+    instance roles, as the AWS SDKs do.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: str | None = None
+    # Prepended to every object name, e.g. "ccapi/files/".
+    prefix: str = ""
+    # An S3-compatible server's URL; unset means AWS. An http:// URL is allowed
+    # (a server on the same host or network).
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
+    # Path-style URLs (`endpoint/bucket/key`), which most S3-compatible servers
+    # need, or virtual-hosted style (`bucket.endpoint/key`), which AWS prefers.
+    # Unset: path style exactly when endpoint_url is set.
+    path_style: bool | None = None
+    # Seconds one request to the bucket may take.
+    timeout: float = Field(default=30.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CCAPI_",
@@ -71,7 +98,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     public_url: str | None = None
     # Generated files (images, audio): where they are kept and how long links live.
-    files_dir: Path = Path("./data/files")
+    files_backend: Literal["local", "s3"] = "local"
+    files_dir: Path = Path("./data/files")  # the "local" backend's directory
+    s3: S3Settings = S3Settings()  # the "s3" backend's bucket
     file_signing_key: SecretStr | None = None
     file_url_ttl: int = Field(default=3600, ge=1)
     # Let user-given URLs (input images, webhooks) reach private/loopback addresses (development, tests).
@@ -100,6 +129,12 @@ class Settings(BaseSettings):
     catalog_files: list[Path] = []
 
     config_file: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        if self.files_backend == "s3" and not self.s3.bucket:
+            raise ValueError("files_backend is s3 but no bucket is set (CCAPI_S3__BUCKET or s3.bucket)")
+        return self
 
     @classmethod
     def settings_customise_sources(

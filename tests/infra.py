@@ -1,11 +1,13 @@
-"""Throwaway real servers for tests: a PostgreSQL cluster and a Redis server.
+"""Throwaway real servers for tests: a PostgreSQL cluster, a Redis server and
+an S3 endpoint.
 
 Each runs from the Debian packages' binaries, on a free loopback port, with
 its files in a temporary directory that is removed at the end. Nothing is
 mocked: the storage and scale-out tests run against the same servers a
 deployment uses. `scripts/dev test` installs the packages when they are
 missing; under CI (CI=true) a missing binary fails the test loudly, locally
-it skips with the reason.
+it skips with the reason. The S3 endpoint is moto's server (a pip package in
+the test extra): a real HTTP server that speaks the S3 REST API, in a thread.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -238,6 +241,63 @@ def _tail(path: Path, lines: int = 30) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class S3Server:
+    url: str
+    bucket: str
+    access_key_id: str = "ccapi-test-key"
+    secret_access_key: str = "ccapi-test-secret"
+
+    def gateway_env(self, prefix: str = "") -> dict[str, str]:
+        """The environment that puts a gateway's files in this bucket."""
+        return {
+            "CCAPI_FILES_BACKEND": "s3",
+            "CCAPI_S3__BUCKET": self.bucket,
+            "CCAPI_S3__PREFIX": prefix,
+            "CCAPI_S3__ENDPOINT_URL": self.url,
+            "CCAPI_S3__REGION": "us-east-1",
+            "CCAPI_S3__ACCESS_KEY_ID": self.access_key_id,
+            "CCAPI_S3__SECRET_ACCESS_KEY": self.secret_access_key,
+            "CCAPI_S3__TIMEOUT": "10",
+        }
+
+    def objects(self) -> dict[str, tuple[str, bytes]]:
+        """Every object in the bucket: key -> (content type, bytes), read with boto3."""
+        client = self.client()
+        found = {}
+        for item in client.list_objects_v2(Bucket=self.bucket).get("Contents", []):
+            obj = client.get_object(Bucket=self.bucket, Key=item["Key"])
+            found[item["Key"]] = (obj["ContentType"], obj["Body"].read())
+        return found
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+
+
+@contextmanager
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server on a free loopback port, with one empty bucket."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        s3 = S3Server(f"http://127.0.0.1:{port}", f"ccapi-files-{uuid.uuid4().hex[:8]}")
+        s3.client().create_bucket(Bucket=s3.bucket)
+        yield s3
+    finally:
+        server.stop()
+
+
 # -- pytest fixtures (import them into a conftest or test module) ----------------
 
 
@@ -251,3 +311,9 @@ def pg_server() -> Iterator[PostgresServer]:
 def redis_url() -> Iterator[str]:
     with redis_server() as server:
         yield server.url
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    with s3_server() as server:
+        yield server

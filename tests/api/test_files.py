@@ -1,4 +1,6 @@
-"""Signed, expiring file links: 403 before anything else, 404 for a deleted file."""
+"""Signed, expiring file links: 403 before anything else, 404 for a deleted file,
+the same with files in a local directory and in an S3 bucket (moto's real S3
+endpoint); 503 when the bucket cannot be reached."""
 
 from __future__ import annotations
 
@@ -11,15 +13,28 @@ from fastapi.testclient import TestClient
 
 from ccapi.app import create_app
 from ccapi.config import load_settings
+from tests.infra import S3Server, s3
+from tests.support import free_port
 
 from .conftest import MASTER
 
+__all__ = ["s3"]
 
-@pytest.fixture()
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = load_settings(
-        database_url=f"sqlite:///{tmp_path}/ccapi.db", master_key=MASTER, files_dir=tmp_path / "files"
-    )
+
+def s3_settings(server: S3Server, prefix: str = "") -> dict[str, object]:
+    env = server.gateway_env(prefix)
+    return {
+        "files_backend": "s3",
+        "s3": {key.removeprefix("CCAPI_S3__").lower(): value for key, value in env.items() if "S3__" in key},
+    }
+
+
+@pytest.fixture(params=["local", "s3"])
+def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TestClient]:
+    backend: dict[str, object] = {"files_dir": tmp_path / "files"}
+    if request.param == "s3":
+        backend = s3_settings(request.getfixturevalue("s3"), prefix=f"{tmp_path.name}/")
+    settings = load_settings(database_url=f"sqlite:///{tmp_path}/ccapi.db", master_key=MASTER, **backend)
     with TestClient(create_app(settings)) as c:
         yield c
 
@@ -77,3 +92,16 @@ def test_the_generated_signing_key_survives_a_restart(tmp_path: Path) -> None:
         with TestClient(create_app(settings)) as c:
             urls.append(c.app.state.gateway.files.signed_url("f_" + "1" * 24, "http://t", now=1.0))  # type: ignore[attr-defined]
     assert urls[0] == urls[1]
+
+
+def test_an_unreachable_bucket_is_503_and_the_link_stays_valid(tmp_path: Path) -> None:
+    nowhere = S3Server(f"http://127.0.0.1:{free_port()}", "ccapi-nowhere")
+    backend = s3_settings(nowhere)
+    backend["s3"]["timeout"] = 2  # type: ignore[index]
+    settings = load_settings(database_url=f"sqlite:///{tmp_path}/ccapi.db", master_key=MASTER, **backend)
+    with TestClient(create_app(settings)) as c:
+        url = c.app.state.gateway.files.signed_url("f_" + "2" * 24, "http://testserver")  # type: ignore[attr-defined]
+        r = c.get(url)
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "file_storage_unavailable"
+    assert "secret" not in r.text
