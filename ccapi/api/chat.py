@@ -10,6 +10,7 @@ from starlette.responses import Response
 from ccapi.api.deps import Principal, caller, gateway_of, json_body, start_record
 from ccapi.api.openapi import request_body
 from ccapi.api.validation import validate_body
+from ccapi.routing.latency import request_latency
 from ccapi.schemas.chat import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse
 from ccapi.schemas.errors import ErrorResponse
 
@@ -47,9 +48,10 @@ async def complete_chat(request: Request, principal: Principal) -> Response:
     record = start_record(request, principal, "/chat/completions")
     chat = gateway_of(request).chat
     try:
+        asked = request_latency(request.headers.get)
         body = await json_body(request)
         req = validate_body(ChatCompletionRequest, body)
     except Exception as exc:
         await chat.record_rejected(record, exc)
         raise
-    return await chat.handle(req, body, record, principal)
+    return await chat.handle(req, body, record, principal, asked)
