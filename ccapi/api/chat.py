@@ -10,7 +10,8 @@ from starlette.responses import Response
 from ccapi.api.deps import Principal, caller, gateway_of, json_body, start_record
 from ccapi.api.openapi import request_body
 from ccapi.api.validation import validate_body
-from ccapi.routing.latency import request_latency
+from ccapi.config import MAX_LATENCY_MS
+from ccapi.routing.latency import HEDGE_HEADER, TTFT_HEADER, request_latency
 from ccapi.schemas.chat import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse
 from ccapi.schemas.errors import ErrorResponse
 
@@ -33,7 +34,26 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         },
         **_ERRORS,
     },
-    openapi_extra=request_body(ChatCompletionRequest, ChatCompletionChunk),
+    openapi_extra={
+        **request_body(ChatCompletionRequest, ChatCompletionChunk),
+        "parameters": [
+            {
+                "name": TTFT_HEADER,
+                "in": "header",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LATENCY_MS},
+                "description": "Time-to-first-token deadline per attempt (ms); a miss fails over. 0: off.",
+            },
+            {
+                "name": HEDGE_HEADER,
+                "in": "header",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LATENCY_MS},
+                "description": "Start the next candidate beside a slow one after this many ms; "
+                "the first answer wins. 0: off.",
+            },
+        ],
+    },
 )
 async def create_chat_completion(request: Request, principal: Annotated[Principal, Depends(caller)]) -> Response:
     return await complete_chat(request, principal)
