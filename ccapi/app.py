@@ -42,6 +42,7 @@ from ccapi.providers.registry import ProviderConfig, ProviderRegistry, resolve_p
 from ccapi.routing.chat import ChatService
 from ccapi.routing.failover import FailoverRunner
 from ccapi.routing.health import HealthBook
+from ccapi.routing.latency import latency_table
 from ccapi.storage.migrate import upgrade_isolated
 from ccapi.storage.store import Store
 
@@ -173,6 +174,7 @@ def build_gateway(settings: Settings) -> Gateway:
         request_timeout=settings.request_timeout,
         max_models=settings.max_models,
         billing=billing,
+        latency=latency_table(settings.latency, catalog),
     )
     files = FileStore(file_backend(settings), settings.file_url_ttl)
     jobs = JobStore(store)

@@ -82,6 +82,30 @@ class S3Settings(BaseModel):
     timeout: float = Field(default=30.0, gt=0)
 
 
+# The largest latency limit (ms) accepted: a larger one is a mistake.
+MAX_LATENCY_MS = 600_000
+
+
+class ModelLatencySettings(BaseModel):
+    """Latency limits for the models a `latency.models` key matches (ms; 0: off;
+    unset: inherited from a less specific pattern or the default)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttft_timeout_ms: int | None = Field(default=None, ge=0, le=MAX_LATENCY_MS)
+    hedge_ms: int | None = Field(default=None, ge=0, le=MAX_LATENCY_MS)
+
+
+class LatencySettings(ModelLatencySettings):
+    """Time-to-first-token deadline and hedging for chat (see routing/latency.py).
+
+    The defaults apply to every model; `models` overrides them by model id or
+    glob pattern (`openai/*`, `*/gpt-4o*`): a model group.
+    """
+
+    models: dict[str, ModelLatencySettings] = {}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CCAPI_",
@@ -123,6 +147,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = JobSettings()
 
     breaker: BreakerSettings = BreakerSettings()
+    latency: LatencySettings = LatencySettings()
     providers: dict[str, ProviderSettings] = {}
     aliases: dict[str, str] = {}
     # Extra catalog files (same format as the shipped ones) that add or override entries.

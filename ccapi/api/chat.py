@@ -10,6 +10,8 @@ from starlette.responses import Response
 from ccapi.api.deps import Principal, caller, gateway_of, json_body, start_record
 from ccapi.api.openapi import request_body
 from ccapi.api.validation import validate_body
+from ccapi.config import MAX_LATENCY_MS
+from ccapi.routing.latency import HEDGE_HEADER, TTFT_HEADER, request_latency
 from ccapi.schemas.chat import ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse
 from ccapi.schemas.errors import ErrorResponse
 
@@ -32,7 +34,26 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         },
         **_ERRORS,
     },
-    openapi_extra=request_body(ChatCompletionRequest, ChatCompletionChunk),
+    openapi_extra={
+        **request_body(ChatCompletionRequest, ChatCompletionChunk),
+        "parameters": [
+            {
+                "name": TTFT_HEADER,
+                "in": "header",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LATENCY_MS},
+                "description": "Time-to-first-token deadline per attempt (ms); a miss fails over. 0: off.",
+            },
+            {
+                "name": HEDGE_HEADER,
+                "in": "header",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LATENCY_MS},
+                "description": "Start the next candidate beside a slow one after this many ms; "
+                "the first answer wins. 0: off.",
+            },
+        ],
+    },
 )
 async def create_chat_completion(request: Request, principal: Annotated[Principal, Depends(caller)]) -> Response:
     return await complete_chat(request, principal)
@@ -47,9 +68,10 @@ async def complete_chat(request: Request, principal: Principal) -> Response:
     record = start_record(request, principal, "/chat/completions")
     chat = gateway_of(request).chat
     try:
+        asked = request_latency(request.headers.get)
         body = await json_body(request)
         req = validate_body(ChatCompletionRequest, body)
     except Exception as exc:
         await chat.record_rejected(record, exc)
         raise
-    return await chat.handle(req, body, record, principal)
+    return await chat.handle(req, body, record, principal, asked)

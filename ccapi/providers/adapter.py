@@ -14,7 +14,7 @@ import orjson
 
 from ccapi.core.sse import iter_events
 from ccapi.core.types import ChatResult, Usage
-from ccapi.providers.base import AttemptError, Dialect, StreamError, StreamTranslator, UpstreamCall
+from ccapi.providers.base import AttemptError, Dialect, StreamError, StreamTranslator, UpstreamCall, ttft_missed
 
 # Statuses that mean "this request is wrong", not "this provider is unwell":
 # the client gets them back at once instead of a failover.
@@ -46,9 +46,14 @@ class HTTPAdapter:
     async def complete(self, call: UpstreamCall) -> ChatResult:
         url = self.dialect.url(self.base_url, call.upstream_model, False)
         payload = orjson.dumps(self.dialect.body(call, False))
+        request = self.session.post(url, data=payload, headers=self._headers)
         try:
             async with asyncio.timeout(call.timeout):
-                async with self.session.post(url, data=payload, headers=self._headers) as resp:
+                if call.first_byte_timeout is None:
+                    resp = await request
+                else:
+                    resp = await self._first_byte(request, call.first_byte_timeout)
+                async with resp:
                     raw = await resp.read()
                     if resp.status >= 400:
                         raise http_error(self.provider, resp.status, self._message(resp.status, raw))
@@ -62,6 +67,15 @@ class HTTPAdapter:
             raise AttemptError("timeout", f"{self.provider} did not answer within {call.timeout:g}s") from None
         except aiohttp.ClientError as exc:
             raise AttemptError("connect", f"{self.provider} connection failed: {_describe(exc)}") from None
+
+    async def _first_byte(self, request: Any, seconds: float) -> aiohttp.ClientResponse:
+        # The answer's head is its first byte: awaiting the request returns at its status line.
+        try:
+            async with asyncio.timeout(seconds):
+                resp: aiohttp.ClientResponse = await request
+        except TimeoutError:
+            raise ttft_missed(self.provider, seconds) from None
+        return resp
 
     async def open_stream(self, call: UpstreamCall) -> UpstreamStream:
         """Send the request and check the answer's head; reading starts later."""

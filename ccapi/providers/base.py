@@ -35,7 +35,7 @@ class AttemptError(Exception):
         param: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.kind = kind  # "connect", "timeout", "http", "malformed", "stream"
+        self.kind = kind  # "connect", "timeout", "ttft", "http", "malformed", "stream"
         self.status = status
         self.message = message
         self.failover = failover
@@ -77,6 +77,14 @@ class UpstreamCall:
     # Seconds a started stream may stay silent before it counts as failed.
     idle_timeout: float
     max_output_tokens: int | None = None
+    # Seconds to the first byte of a whole answer (a stream's first event),
+    # shorter than `timeout`; None: no such deadline.
+    first_byte_timeout: float | None = None
+
+
+def ttft_missed(provider: str, seconds: float) -> AttemptError:
+    """The attempt's time-to-first-token deadline passed: it fails over."""
+    return AttemptError("ttft", f"{provider} missed the time-to-first-token deadline of {seconds * 1000:.0f} ms")
 
 
 class StreamError(Exception):

@@ -14,6 +14,7 @@ from ccapi.api.deps import Principal
 from ccapi.api.responses import json_response
 from ccapi.billing.service import Admission, BillingService
 from ccapi.catalog.catalog import Catalog, ModelInfo
+from ccapi.config import LatencySettings
 from ccapi.core.errors import CCAPIError, GatewayTimeoutError, InternalError, InvalidRequestError, UpstreamError
 from ccapi.core.ids import new_id
 from ccapi.core.recorder import Recorder
@@ -23,6 +24,7 @@ from ccapi.core.types import RequestRecord, Usage
 from ccapi.providers.base import AttemptError
 from ccapi.routing.failover import Attempt, Deadline, FailoverRunner, StreamServed
 from ccapi.routing.health import HealthBook
+from ccapi.routing.latency import NOT_ASKED, CandidateLatency, LatencyTable, RequestLatency
 from ccapi.routing.plan import Needs, plan_candidates, requested_names, resolve_all
 from ccapi.schemas.chat import ChatCompletionRequest
 
@@ -62,8 +64,10 @@ class ChatService:
         request_timeout: float,
         max_models: int,
         billing: BillingService | None = None,
+        latency: LatencyTable | None = None,
     ) -> None:
         self.billing = billing
+        self.latency = latency or LatencyTable(LatencySettings())
         self.catalog = catalog
         self.configured = configured
         self.how_to_configure = how_to_configure
@@ -74,9 +78,15 @@ class ChatService:
         self.max_models = max_models
 
     async def handle(
-        self, req: ChatCompletionRequest, body: dict[str, Any], record: RequestRecord, principal: Principal
+        self,
+        req: ChatCompletionRequest,
+        body: dict[str, Any],
+        record: RequestRecord,
+        principal: Principal,
+        asked: RequestLatency = NOT_ASKED,
     ) -> Response:
-        """Answer the request; `record` is filled in, billed and handed to the recorder."""
+        """Answer the request; `record` is filled in, billed and handed to the recorder.
+        `asked`: the request's latency headers (TTFT deadline, hedge delay)."""
         record.stream = bool(req.stream)
         admission: Admission | None = None
         try:
@@ -85,10 +95,11 @@ class ChatService:
                 candidates = self.billing.allowed(principal, candidates)
                 admission = await self.billing.admit(principal, candidates, body)
             deadline = Deadline(self.request_timeout)
+            limits = self.latency.plan(candidates, asked)
             if req.stream:
-                served = await self.runner.open_stream(candidates, body, deadline)
+                served = await self.runner.open_stream(candidates, body, deadline, limits)
                 return self._stream_response(req, body, served, deadline, record, admission)
-            return await self._complete(candidates, body, deadline, record, admission)
+            return await self._complete(candidates, body, deadline, limits, record, admission)
         except CCAPIError as exc:
             if admission is not None:
                 exc.headers = {**admission.headers, **exc.headers}
@@ -121,10 +132,11 @@ class ChatService:
         candidates: list[ModelInfo],
         body: dict[str, Any],
         deadline: Deadline,
+        limits: list[CandidateLatency] | None,
         record: RequestRecord,
         admission: Admission | None,
     ) -> Response:
-        served, result = await self.runner.complete(candidates, body, deadline)
+        served, result = await self.runner.complete(candidates, body, deadline, limits)
         info = served.model
         input_cost, output_cost = info.prices.cost(result.usage)
         payload = {
@@ -227,7 +239,13 @@ class ChatService:
         admission: Admission | None,
     ) -> None:
         record.model, record.provider = info.id, info.provider.name
-        record.attempts = [a.to_dict() for a in attempts]
+        # Each attempt's cost for the ledger: the one that answered (the only
+        # 200) costs the request's; the others delivered nothing (a hedged
+        # loser that had already answered in full carries its own).
+        for attempt in attempts:
+            if attempt.status == 200:
+                attempt.cost = input_cost + output_cost
+        record.attempts = [_priced(a) for a in attempts]
         record.status = status
         record.prompt_tokens, record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         record.input_cost, record.output_cost = input_cost, output_cost
@@ -249,10 +267,16 @@ class ChatService:
     async def _finish_failed(self, record: RequestRecord, exc: CCAPIError, admission: Admission | None) -> None:
         record.status, record.error_type = exc.status, exc.type
         if exc.details and isinstance(exc.details.get("attempts"), list):
-            record.attempts = exc.details["attempts"]
+            record.attempts = [{"cost": 0.0, **a} for a in exc.details["attempts"]]
             exc.headers["x-ccapi-attempts"] = str(len(record.attempts))
         record.latency_ms = (time.time() - record.created) * 1000
         await self._record(record, admission)
+
+
+def _priced(attempt: Attempt) -> dict[str, Any]:
+    if attempt.cost is None:
+        attempt.cost = Decimal(0)
+    return attempt.to_dict()
 
 
 def _stream_error(message: str) -> CCAPIError:

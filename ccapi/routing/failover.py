@@ -2,15 +2,19 @@
 
 A stream is peeked before it is committed: its first fragment is read here,
 so that a failure before anything reached the client can still fail over.
+With latency limits (routing/latency.py) an attempt also fails over when its
+first token misses the TTFT deadline, and a hedge delay starts the next
+candidate beside a slow one; without them no timer or task is added.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
 
 from ccapi.catalog.catalog import ModelInfo
 from ccapi.core.errors import (
@@ -21,8 +25,9 @@ from ccapi.core.errors import (
     UpstreamError,
 )
 from ccapi.core.types import ChatResult
-from ccapi.providers.base import AttemptError, ChatStream, ProviderAdapter, UpstreamCall
+from ccapi.providers.base import AttemptError, ChatStream, ProviderAdapter, UpstreamCall, ttft_missed
 from ccapi.routing.health import HealthBook
+from ccapi.routing.latency import NO_LIMITS, CandidateLatency
 
 
 @dataclass(slots=True)
@@ -32,15 +37,21 @@ class Attempt:
     status: int | None
     error: str | None
     latency_ms: float
+    # USD this attempt delivered (set by the chat service for the ledger);
+    # None where it is not priced per attempt.
+    cost: Decimal | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "provider": self.provider,
             "model": self.model,
             "status": self.status,
             "error": self.error,
             "latency_ms": round(self.latency_ms, 1),
         }
+        if self.cost is not None:
+            out["cost"] = float(self.cost)
+        return out
 
 
 @dataclass(slots=True)
@@ -50,11 +61,43 @@ class Served:
 
 
 @dataclass(slots=True)
+class Peeked:
+    """A stream whose first fragment has been read (not yet sent)."""
+
+    stream: ChatStream
+    iterator: Any  # the stream's async iterator, already advanced by one
+    first: dict[str, Any] | None  # None: the stream ended without any fragment
+
+
+@dataclass(slots=True)
 class StreamServed(Served):
     stream: ChatStream
     iterator: Any  # the stream's async iterator, already advanced by one
     first: dict[str, Any] | None  # None: the stream ended without any fragment
     ttft_ms: float
+
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Won(Generic[T]):
+    model: ModelInfo
+    attempts: list[Attempt]
+    value: T
+    started: float
+
+
+# One attempt: call the adapter and return what wins the race (a whole
+# answer, or a peeked stream); raise AttemptError / InvalidRequestError.
+_AttemptFn = Callable[[ProviderAdapter, ModelInfo, UpstreamCall], Coroutine[Any, Any, T]]
+
+
+@dataclass(slots=True)
+class _Running:
+    info: ModelInfo
+    started: float
+    limits: CandidateLatency
 
 
 _MIN_ATTEMPT_SECONDS = 0.01
@@ -80,7 +123,9 @@ class FailoverRunner:
         self.health = health
         self.attempt_timeout = attempt_timeout
 
-    def _call(self, info: ModelInfo, body: dict[str, Any], deadline: Deadline) -> UpstreamCall:
+    def _call(
+        self, info: ModelInfo, body: dict[str, Any], deadline: Deadline, limits: CandidateLatency
+    ) -> UpstreamCall:
         timeout = min(self.attempt_timeout, deadline.remaining())
         return UpstreamCall(
             body=body,
@@ -88,63 +133,162 @@ class FailoverRunner:
             timeout=timeout,
             idle_timeout=self.attempt_timeout,
             max_output_tokens=info.entry.max_output_tokens,
+            first_byte_timeout=limits.ttft if limits.ttft is not None and limits.ttft < timeout else None,
         )
 
     async def complete(
-        self, candidates: list[ModelInfo], body: dict[str, Any], deadline: Deadline
+        self,
+        candidates: list[ModelInfo],
+        body: dict[str, Any],
+        deadline: Deadline,
+        limits: list[CandidateLatency] | None = None,
     ) -> tuple[Served, ChatResult]:
+        won = await self._run(candidates, body, deadline, limits, _complete, _discard_result)
+        return Served(won.model, won.attempts), won.value
+
+    async def open_stream(
+        self,
+        candidates: list[ModelInfo],
+        body: dict[str, Any],
+        deadline: Deadline,
+        limits: list[CandidateLatency] | None = None,
+    ) -> StreamServed:
+        won = await self._run(candidates, body, deadline, limits, _peek, _discard_stream)
+        ttft = (time.monotonic() - won.started) * 1000
+        peeked = won.value
+        return StreamServed(won.model, won.attempts, peeked.stream, peeked.iterator, peeked.first, ttft)
+
+    async def _run(
+        self,
+        candidates: list[ModelInfo],
+        body: dict[str, Any],
+        deadline: Deadline,
+        limits: list[CandidateLatency] | None,
+        attempt: _AttemptFn[T],
+        discard: Callable[[ModelInfo, T], Awaitable[Decimal]],
+    ) -> _Won[T]:
+        """One candidate after another; with a hedge delay, see `_race`."""
+        if limits is not None and any(limit.hedge is not None for limit in limits[:-1]):
+            return await self._race(candidates, body, deadline, limits, attempt, discard)
         attempts: list[Attempt] = []
         refusals: list[InvalidRequestError] = []
-        for info in candidates:
+        for i, info in enumerate(candidates):
             started = self._start(info, deadline, attempts)
             if started is None:
                 continue
             adapter, breaker_now = started
+            limit = NO_LIMITS if limits is None else limits[i]
             try:
-                result = await adapter.complete(self._call(info, body, deadline))
+                value = await attempt(adapter, info, self._call(info, body, deadline, limit))
             except AttemptError as exc:
-                self._failed(info, exc, breaker_now, attempts)
+                self._failed(info, exc, breaker_now, attempts, limit)
                 continue
             except InvalidRequestError as exc:
                 self._refused(info, exc, refusals)
                 continue
             self._succeeded(info, 200, breaker_now, attempts)
-            return Served(info, attempts), result
+            return _Won(info, attempts, value, breaker_now)
         raise self._exhausted(attempts, deadline, refusals)
 
-    async def open_stream(self, candidates: list[ModelInfo], body: dict[str, Any], deadline: Deadline) -> StreamServed:
+    async def _race(
+        self,
+        candidates: list[ModelInfo],
+        body: dict[str, Any],
+        deadline: Deadline,
+        limits: list[CandidateLatency],
+        attempt: _AttemptFn[T],
+        discard: Callable[[ModelInfo, T], Awaitable[Decimal]],
+    ) -> _Won[T]:
+        """Hedged: when the latest attempt has not answered within its hedge
+        delay, the next candidate starts beside it; a failed attempt is
+        replaced at once. The first to answer wins; the others are cancelled
+        (their connections closed)."""
         attempts: list[Attempt] = []
         refusals: list[InvalidRequestError] = []
-        for info in candidates:
-            started = self._start(info, deadline, attempts)
-            if started is None:
-                continue
-            adapter, breaker_now = started
-            call = self._call(info, body, deadline)
-            stream: ChatStream | None = None
-            try:
-                async with asyncio.timeout(call.timeout):
-                    stream = await adapter.open_stream(call)
-                    iterator = aiter(stream)
-                    first: dict[str, Any] | None = await anext(iterator, None)
-            except (AttemptError, TimeoutError) as exc:
-                if stream is not None:
-                    await stream.aclose()
-                error = exc if isinstance(exc, AttemptError) else _first_byte_timeout(info, call.timeout)
-                self._failed(info, error, breaker_now, attempts)
-                continue
-            except InvalidRequestError as exc:
-                self._refused(info, exc, refusals)
-                continue
-            if first is None and not stream.finished:
-                await stream.aclose()
-                error = AttemptError("malformed", f"{info.provider.name} ended the stream without any event")
-                self._failed(info, error, breaker_now, attempts)
-                continue
-            self._succeeded(info, 200, breaker_now, attempts)
-            ttft = (time.monotonic() - breaker_now) * 1000
-            return StreamServed(info, attempts, stream, iterator, first, ttft)
-        raise self._exhausted(attempts, deadline, refusals)
+        running: dict[asyncio.Task[T], _Running] = {}
+        waiting = iter(range(len(candidates)))
+        hedge_at: float | None = None
+
+        def launch() -> None:
+            nonlocal hedge_at
+            hedge_at = None
+            for i in waiting:
+                info = candidates[i]
+                started = self._start(info, deadline, attempts)
+                if started is None:
+                    continue
+                adapter, breaker_now = started
+                call = self._call(info, body, deadline, limits[i])
+                running[asyncio.create_task(attempt(adapter, info, call))] = _Running(info, breaker_now, limits[i])
+                hedge = limits[i].hedge
+                if hedge is not None:
+                    hedge_at = breaker_now + hedge
+                return
+
+        try:
+            launch()
+            while running:
+                wait = deadline.remaining()
+                if hedge_at is not None:
+                    wait = min(wait, hedge_at - time.monotonic())
+                done, _ = await asyncio.wait(running, timeout=max(wait, 0), return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    if deadline.remaining() <= 0:
+                        await self._cancel(running, attempts, discard, "cancelled: the request's deadline passed")
+                        raise self._timeout(attempts, deadline)
+                    launch()  # the hedge delay passed
+                    continue
+                failed = 0
+                for task in [t for t in running if t in done]:  # in launch order
+                    run = running.pop(task)
+                    try:
+                        value = task.result()
+                    except AttemptError as exc:
+                        if not exc.failover:  # the request's fault: no other attempt will do better
+                            await self._cancel(running, attempts, discard, "cancelled: the request was refused")
+                        self._failed(run.info, exc, run.started, attempts, run.limits)
+                        failed += 1
+                        continue
+                    except InvalidRequestError as exc:
+                        self._refused(run.info, exc, refusals)
+                        failed += 1
+                        continue
+                    self._succeeded(run.info, 200, run.started, attempts)
+                    won = _Won(run.info, attempts, value, run.started)
+                    await self._cancel(running, attempts, discard, f"cancelled: {run.info.id} answered first")
+                    return won
+                for _ in range(failed):
+                    launch()
+            raise self._exhausted(attempts, deadline, refusals)
+        finally:
+            # Our own task was cancelled (the client left), or a bug: leave nothing behind.
+            await self._cancel(running, attempts, discard, "cancelled")
+
+    async def _cancel(
+        self,
+        running: dict[asyncio.Task[T], _Running],
+        attempts: list[Attempt],
+        discard: Callable[[ModelInfo, T], Awaitable[Decimal]],
+        reason: str,
+    ) -> None:
+        """Stop the attempts still running: each is recorded with what it cost
+        (nothing unless it had already answered) and says nothing of its
+        provider's health."""
+        if not running:
+            return
+        for task in running:
+            task.cancel()
+        now = time.monotonic()
+        # wait, not gather: it raises nothing of theirs, only our own cancellation.
+        await asyncio.wait(running)
+        for task, run in running.items():
+            cost = Decimal(0)
+            if not task.cancelled() and task.exception() is None:  # it had answered
+                cost = await discard(run.info, task.result())
+            self.health.breaker(run.info.provider.name).release()
+            latency = (now - run.started) * 1000
+            attempts.append(Attempt(run.info.provider.name, run.info.id, None, reason, latency, cost))
+        running.clear()
 
     def _start(
         self, info: ModelInfo, deadline: Deadline, attempts: list[Attempt]
@@ -165,7 +309,9 @@ class FailoverRunner:
         self.health.breaker(info.provider.name).record(True, latency, now)
         attempts.append(Attempt(info.provider.name, info.id, status, None, latency))
 
-    def _failed(self, info: ModelInfo, exc: AttemptError, started: float, attempts: list[Attempt]) -> None:
+    def _failed(
+        self, info: ModelInfo, exc: AttemptError, started: float, attempts: list[Attempt], limits: CandidateLatency
+    ) -> None:
         now = time.monotonic()
         latency = (now - started) * 1000
         breaker = self.health.breaker(info.provider.name)
@@ -173,6 +319,9 @@ class FailoverRunner:
         if not exc.failover:
             breaker.release()
             raise _client_error(exc, attempts)
+        if exc.kind == "ttft" and limits.ttft_asked:
+            breaker.release()  # the client's own deadline is no verdict on the provider
+            return
         breaker.record(False, latency, now)
 
     def _refused(self, info: ModelInfo, exc: InvalidRequestError, refusals: list[InvalidRequestError]) -> None:
@@ -211,8 +360,47 @@ class FailoverRunner:
         )
 
 
-def _first_byte_timeout(info: ModelInfo, seconds: float) -> AttemptError:
-    return AttemptError("timeout", f"{info.provider.name} sent no stream event within {seconds:g}s")
+async def _complete(adapter: ProviderAdapter, info: ModelInfo, call: UpstreamCall) -> ChatResult:
+    return await adapter.complete(call)
+
+
+async def _discard_result(info: ModelInfo, result: ChatResult) -> Decimal:
+    """A whole answer that lost the race still came, and costs what it used."""
+    input_cost, output_cost = info.prices.cost(result.usage)
+    return input_cost + output_cost
+
+
+async def _peek(adapter: ProviderAdapter, info: ModelInfo, call: UpstreamCall) -> Peeked:
+    """Open the stream and read its first fragment, within the attempt's
+    timeout and the TTFT deadline."""
+    ttft = call.first_byte_timeout
+    limit = call.timeout if ttft is None else ttft
+    stream: ChatStream | None = None
+    try:
+        async with asyncio.timeout(limit):
+            stream = await adapter.open_stream(call)
+            iterator = aiter(stream)
+            first: dict[str, Any] | None = await anext(iterator, None)
+    except TimeoutError:
+        if stream is not None:
+            await stream.aclose()
+        if ttft is not None:
+            raise ttft_missed(info.provider.name, ttft) from None
+        raise AttemptError("timeout", f"{info.provider.name} sent no stream event within {limit:g}s") from None
+    except BaseException:  # a failure, or the attempt lost a hedged race
+        if stream is not None:
+            await stream.aclose()
+        raise
+    if first is None and not stream.finished:
+        await stream.aclose()
+        raise AttemptError("malformed", f"{info.provider.name} ended the stream without any event")
+    return Peeked(stream, iterator, first)
+
+
+async def _discard_stream(info: ModelInfo, peeked: Peeked) -> Decimal:
+    """A stream that lost the race is closed; nothing of it reached the client."""
+    await peeked.stream.aclose()
+    return Decimal(0)
 
 
 def _client_error(exc: AttemptError, attempts: list[Attempt]) -> CCAPIError:

@@ -266,6 +266,9 @@ class UsageAttempt(BaseModel):
     status: int | None
     latency_ms: float
     error: str | None = None
+    # USD this attempt delivered: the answering attempt's is the request's cost,
+    # a failed or cancelled (hedged) attempt's is 0. Absent on older rows.
+    cost: float | None = None
 
 
 class UsageRow(BaseModel):

@@ -36,20 +36,36 @@ class FakeStream:
         self.closed = True
 
 
+class Delayed:
+    """An outcome that arrives after `seconds`."""
+
+    def __init__(self, seconds: float, outcome: Any) -> None:
+        self.seconds = seconds
+        self.outcome = outcome
+
+
 class FakeAdapter:
-    """Each call pops the next outcome: a ChatResult/FakeStream, an exception, or
-    a float (seconds to hang)."""
+    """Each call pops the next outcome: a ChatResult/FakeStream, an exception,
+    a Delayed one, or a float (seconds to hang)."""
 
     def __init__(self, *outcomes: Any) -> None:
         self.outcomes = list(outcomes)
         self.calls: list[UpstreamCall] = []
+        self.cancelled = 0
 
     async def _next(self, call: UpstreamCall) -> Any:
         self.calls.append(call)
         outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
-        if isinstance(outcome, float):
-            await asyncio.sleep(outcome)
-            raise AttemptError("timeout", "should have been cut by the timeout")
+        try:
+            if isinstance(outcome, Delayed):
+                await asyncio.sleep(outcome.seconds)
+                outcome = outcome.outcome
+            if isinstance(outcome, float):
+                await asyncio.sleep(outcome)
+                raise AttemptError("timeout", "should have been cut by the timeout")
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
