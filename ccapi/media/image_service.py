@@ -23,7 +23,7 @@ import aiohttp
 from ccapi.api.deps import Principal
 from ccapi.billing.service import Admission, BillingService, period_start
 from ccapi.catalog.catalog import Catalog, ModelInfo
-from ccapi.core.errors import CCAPIError, InvalidRequestError, ProviderUnavailableError, UpstreamError
+from ccapi.core.errors import CCAPIError, InternalError, InvalidRequestError, ProviderUnavailableError, UpstreamError
 from ccapi.core.ids import new_id
 from ccapi.core.recorder import Recorder
 from ccapi.core.types import RequestRecord
@@ -261,6 +261,11 @@ class ImageService:
             if admission is not None:
                 exc.headers = {**admission.headers, **exc.headers}
             self.finish_failed(record, exc, admission)
+            raise
+        except BaseException:
+            # A bug, or the task cancelled (the client left, a stop past its
+            # grace): the hold still goes back and the request leaves its row.
+            self.finish_failed(record, InternalError("Internal error; it has been logged."), admission)
             raise
         if task.route == LEGACY_ROUTE:
             payload = self._render_legacy(task, generated, base_url)

@@ -42,6 +42,7 @@ from ccapi.catalog.schema import Pricing
 from ccapi.core.errors import (
     CCAPIError,
     GatewayTimeoutError,
+    InternalError,
     InvalidRequestError,
     ProviderUnavailableError,
     UpstreamError,
@@ -424,6 +425,12 @@ class SpeechService:
             if admission is not None:
                 exc.headers = {**admission.headers, **exc.headers}
             await self._finish_failed(record, exc, admission)
+            raise
+        except BaseException:
+            # A bug, or the task cancelled (the client left, a stop past its
+            # grace): the hold still goes back and the request leaves its row.
+            internal = InternalError("Internal error; it has been logged.", code="internal_error")
+            await asyncio.shield(self._finish_failed(record, internal, admission))
             raise
         info = spoken.info
         cost = speech_cost(info.entry.pricing, chars, Decimal(str(spoken.seconds)))
