@@ -108,6 +108,25 @@ class Generated:
     attempts: list[dict[str, Any]]
 
 
+STORED_IMAGE = "ccapi-file:"
+
+
+def stored_contents(contents: list[dict[str, Any]], inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A job's `contents` as stored: each input image (inline or by URL) stands
+    for the file it was stored as, so the job row stays small and the run uses
+    the very bytes checked at submission. `inputs` are the stored parts in
+    order (text, image, mask of each element)."""
+    files = iter(item["file_id"] for item in inputs if "file_id" in item)
+    stored = []
+    for content in contents:
+        element = dict(content)
+        for role in ("image", "mask"):
+            if role in element:
+                element[role] = {"url": STORED_IMAGE + next(files)}
+        stored.append(element)
+    return stored
+
+
 class ImageService:
     """One per gateway; every call takes the request's own state as arguments."""
 
@@ -413,6 +432,11 @@ class ImageService:
         """Store the job with its reservation and answer 202; the ledger row comes when it ends."""
         admission = await self.billing.admit_limits(principal)
         job_id = f"imgjob_{new_id()}"
+        request = req.model_dump(mode="json", by_alias=True, exclude_none=True)
+        inputs = None
+        if task.route == MULTIMODAL_ROUTE:
+            inputs = await self._store_inputs(task.parts)
+            request["contents"] = stored_contents(request["contents"], inputs)
         hold = None
         if not principal.is_master and principal.account_id is not None:
             key = principal.key
@@ -427,8 +451,8 @@ class ImageService:
             model=task.info.id,
             provider=task.info.provider.name,
             operation=task.operation,
-            request=req.model_dump(mode="json", by_alias=True, exclude_none=True),
-            inputs=await self._store_inputs(task.parts) if task.route == MULTIMODAL_ROUTE else None,
+            request=request,
+            inputs=inputs,
             base_url=base_url,
             status="pending",
             reservation_id=f"res_{new_id()}" if hold is not None else None,

@@ -10,14 +10,17 @@ import asyncio
 import base64
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from aiohttp import web
 
+from ccapi.jobs.store import JobStore
 from ccapi.sim.images import png
 from tests.support import ServerProcess, run_ccapi
 
@@ -224,3 +227,26 @@ def test_openapi_documents_the_route(mm: tuple[ServerProcess, Accounts]) -> None
     doc = httpx.get(gw.url + "/openapi.json").json()
     assert "/images/generate" in doc["paths"]
     assert "MultimodalImageGenerationRequest" in doc["components"]["schemas"]
+
+
+def test_an_async_inpainting_job_runs_on_the_stored_input_images(
+    mm: tuple[ServerProcess, Accounts], image_server: str
+) -> None:
+    gw, accounts = mm
+    contents = [{"text": "Replace the sky"}, {"image": {"url": f"{image_server}/cat.png"}, "mask": DATA}]
+    resp = post(gw, {"model": MODEL, "contents": contents, "async": True})
+    assert resp.status_code == 202, resp.text
+    job = resp.json()
+    assert job["execution"] == {"mode": "async", "operation": "inpainting", "provider": "google"}
+    deadline = time.monotonic() + 20
+    while (body := httpx.get(gw.url + job["poll_url"], headers={"Authorization": f"Bearer {MASTER}"}).json())[
+        "status"
+    ] not in ("succeeded", "failed") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert body["status"] == "succeeded", body
+    assert body["usage"] == {"images": 1, "cost": 0.134}
+    assert httpx.get(body["data"][0]["url"]).content.startswith(PNG_MAGIC)
+    stored = accounts.run(lambda s: JobStore(s).get(job["id"]))
+    # The job row keeps the inputs as stored files, not the request's base64.
+    assert DATA["data"] not in orjson.dumps(stored.request).decode()
+    assert [c.get("image", {}).get("url", "")[:11] for c in stored.request["contents"]] == ["", "ccapi-file:"]
