@@ -14,7 +14,7 @@ import base64
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -26,6 +26,7 @@ from ccapi.catalog.catalog import ModelInfo
 from ccapi.catalog.pricing import MILLION, round_usd
 from ccapi.core.errors import InvalidRequestError
 from ccapi.core.tokens import estimate_text_tokens
+from ccapi.media.upstream_task import UPSTREAM_TASK
 from ccapi.providers.registry import ProviderConfig
 from ccapi.schemas.images import LegacyImageGenerationRequest
 
@@ -35,13 +36,20 @@ GPT_IMAGE_QUALITIES = ("auto", "low", "medium", "high")
 DALLE3_QUALITIES = ("auto", "standard", "hd")
 DALLE3_STYLES = ("vivid", "natural")
 ALL_FORMATS = ("png", "jpeg", "webp")
+IMAGEN_IMAGE_SIZES = ("1K", "2K")
+# Imagen's 1K outputs are at most 1408 px on their long side (1408x768 at 16:9); a larger
+# requested size asks for its 2K resolution.
+IMAGEN_1K_EDGE = 1408
+# Each image is one BFL task; a bound keeps one request from filling the account's
+# concurrent-task allowance.
+BFL_MAX_N = 4
 
 
 @dataclass(frozen=True, slots=True)
 class ModelRules:
     """The OpenAI image parameters a model family takes (None: refused)."""
 
-    wire: str  # "openai" | "stability-v1" | "stability-v2"
+    wire: str  # "openai" | "stability-v1" | "stability-v2" | "imagen" | "bfl"
     qualities: tuple[str, ...] | None = None
     styles: tuple[str, ...] | None = None
     output_formats: tuple[str, ...] | None = None
@@ -51,6 +59,8 @@ class ModelRules:
     max_n: int = 10
     # Stability v2beta route: "ultra" | "core" | "sd3"
     endpoint: str | None = None
+    # Imagen's `sampleImageSize` choices (None: the model has one resolution).
+    image_sizes: tuple[str, ...] | None = None
 
 
 def rules_for(info: ModelInfo) -> ModelRules:
@@ -82,8 +92,19 @@ def rules_for(info: ModelInfo) -> ModelRules:
             return ModelRules("stability-v2", output_formats=ALL_FORMATS, endpoint="core")
         if model.startswith("sd3"):
             return ModelRules("stability-v2", output_formats=("png", "jpeg"), endpoint="sd3")
+    if info.provider.api == "gemini" and model.startswith("imagen-"):
+        # Gemini API `:predict` (google-genai's _GenerateImagesConfig_to_mldev): sampleCount 1-4,
+        # outputOptions.mimeType png/jpeg (+ compressionQuality), sampleImageSize 1K/2K except on -fast.
+        sizes = None if "fast" in model else IMAGEN_IMAGE_SIZES
+        return ModelRules("imagen", output_formats=("png", "jpeg"), compression=True, max_n=4, image_sizes=sizes)
+    if info.provider.api == "bfl" and "fill" not in model:
+        # One image per BFL task (the API has no sample count); n tasks run at once.
+        # output_format: jpeg | png on every text-to-image endpoint (docs.bfl.ai API reference).
+        # FLUX.1 Fill needs an input image: not a text-to-image model.
+        return ModelRules("bfl", output_formats=("jpeg", "png"), max_n=BFL_MAX_N)
     raise InvalidRequestError(
-        f"{info.id} is not supported on /images/generations yet (supported: OpenAI and Stability AI image models).",
+        f"{info.id} is not supported on /images/generations yet "
+        "(supported: OpenAI, Stability AI, Google Imagen and Black Forest Labs text-to-image models).",
         code="model_not_supported",
         param="model",
     )
@@ -105,6 +126,7 @@ class ImageParams:
     user: str | None
     response_format: str  # what the client wants back: "url" | "b64_json"
     rules: ModelRules
+    image_size: str | None = None  # Imagen's sampleImageSize, when the size asks for more than 1K
 
 
 _WXH = re.compile(r"^(\d{2,5})x(\d{2,5})$")
@@ -191,7 +213,22 @@ def check_params(req: LegacyImageGenerationRequest, info: ModelInfo) -> ImagePar
         user=req.user,
         response_format=req.response_format or "url",
         rules=rules,
+        image_size=imagen_image_size(req.size, rules, info) if rules.wire == "imagen" else None,
     )
+
+
+def imagen_image_size(size: str | None, rules: ModelRules, info: ModelInfo) -> str | None:
+    """Imagen's sampleImageSize for a WxH size larger than its 1K outputs ("2K"), else None (1K)."""
+    match = _WXH.match(size or "")
+    if match is None or max(int(match[1]), int(match[2])) <= IMAGEN_1K_EDGE:
+        return None
+    if rules.image_sizes is None or "2K" not in rules.image_sizes:
+        raise InvalidRequestError(
+            f"Invalid 'size': {size!r} is larger than {info.id} generates (1K only).",
+            code="invalid_value",
+            param="size",
+        )
+    return "2K"
 
 
 # --- pricing ------------------------------------------------------------------
@@ -372,6 +409,120 @@ def parse_stability_v2(payload: Any) -> RawImage:
     return RawImage(data=_b64(payload["image"]), seed=_int(payload.get("seed")))
 
 
+# Imagen through the Gemini API: POST {base}/v1beta/models/{model}:predict. Field names as the
+# google-genai SDK writes them for the Gemini API (_GenerateImagesParameters_to_mldev /
+# _GenerateImagesConfig_to_mldev, _GeneratedImage_from_mldev); docs/images.md has the sources.
+_IMAGEN_MIME = {"png": "image/png", "jpeg": "image/jpeg"}
+
+
+def imagen_body(params: ImageParams) -> dict[str, Any]:
+    parameters: dict[str, Any] = {
+        "sampleCount": params.n,
+        "aspectRatio": params.size,
+        # Without it a filtered image is silently missing from `predictions`.
+        "includeRaiReason": True,
+    }
+    if params.image_size is not None:
+        parameters["sampleImageSize"] = params.image_size
+    if params.output_format is not None:
+        parameters["outputOptions"] = {"mimeType": _IMAGEN_MIME[params.output_format]}
+        if params.output_compression is not None:
+            parameters["outputOptions"]["compressionQuality"] = params.output_compression
+    return {"instances": [{"prompt": params.prompt}], "parameters": parameters}
+
+
+def parse_imagen(payload: Any) -> UpstreamImages:
+    """`predictions[].bytesBase64Encoded`; a prediction holding only `raiFilteredReason` was filtered out."""
+    predictions = payload.get("predictions") if isinstance(payload, dict) else None
+    if not isinstance(predictions, list):
+        raise BadUpstreamAnswer("no 'predictions' list")
+    out = UpstreamImages()
+    reasons: list[str] = []
+    for item in predictions:
+        if not isinstance(item, dict):
+            raise BadUpstreamAnswer("a prediction is not an object")
+        if isinstance(item.get("bytesBase64Encoded"), str):
+            out.images.append(RawImage(data=_b64(item["bytesBase64Encoded"])))
+        elif isinstance(item.get("raiFilteredReason"), str):
+            reasons.append(item["raiFilteredReason"])
+        else:
+            raise BadUpstreamAnswer("a prediction has neither 'bytesBase64Encoded' nor 'raiFilteredReason'")
+    if not out.images and reasons:
+        # The prompt (or every image) was refused by the provider's safety filter: the request's fault.
+        raise AttemptFailed(200, f"every image was filtered: {reasons[0]}", client_error=True)
+    return out
+
+
+# Black Forest Labs: POST {base}/v1/{model} answers {id, polling_url}; GET polling_url
+# (x-key again) answers {id, status, result, ...} until status is terminal. Statuses from
+# BFL's OpenAPI `StatusResponse` plus "Failed" (docs.bfl.ai quick start); docs/images.md.
+BFL_READY = "Ready"
+BFL_MODERATED = ("Request Moderated", "Content Moderated")
+BFL_FAILED = ("Error", "Failed", "Task not found")
+# Poll backoff: BFL's own examples poll every 0.5 s; slower jobs are polled less often.
+BFL_POLL_FIRST = 0.5
+BFL_POLL_MAX = 5.0
+BFL_POLL_GROWTH = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class BflTask:
+    id: str
+    polling_url: str
+
+    def saved(self) -> dict[str, str]:
+        return {"id": self.id, "polling_url": self.polling_url}
+
+
+def bfl_body(params: ImageParams) -> dict[str, Any]:
+    body: dict[str, Any] = {"prompt": params.prompt}
+    if ":" in params.size:
+        body["aspect_ratio"] = params.size  # Ultra and Kontext take a ratio
+    else:
+        width, _, height = params.size.partition("x")
+        body["width"], body["height"] = int(width), int(height)
+    if params.output_format is not None:
+        body["output_format"] = params.output_format
+    return body
+
+
+def parse_bfl_task(payload: Any) -> BflTask:
+    if not isinstance(payload, dict) or not isinstance(payload.get("id"), str):
+        raise BadUpstreamAnswer("no task 'id'")
+    polling_url = payload.get("polling_url")
+    if not isinstance(polling_url, str) or not polling_url.startswith(("http://", "https://")):
+        raise BadUpstreamAnswer("no 'polling_url'")
+    return BflTask(payload["id"], polling_url)
+
+
+def parse_bfl_result(payload: Any) -> RawImage | None:
+    """The image link once the task is Ready, None while it runs; AttemptFailed when it ended badly."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("status"), str):
+        raise BadUpstreamAnswer("no task 'status'")
+    status = payload["status"]
+    if status == BFL_READY:
+        result = payload.get("result")
+        if not isinstance(result, dict) or not isinstance(result.get("sample"), str):
+            raise BadUpstreamAnswer("a Ready task without 'result.sample'")
+        return RawImage(url=result["sample"], seed=_int(result.get("seed")))
+    reason = status
+    details = payload.get("details")
+    if isinstance(details, dict) and details:
+        reason += ": " + "; ".join(f"{k}: {v}" for k, v in details.items())
+    if status in BFL_MODERATED:
+        raise AttemptFailed(200, f"the task ended {reason}", client_error=True)
+    if status in BFL_FAILED:
+        raise AttemptFailed(200, f"the task ended {reason}")
+    return None  # Pending, or a progress state BFL may add (they are not terminal)
+
+
+def bfl_poll_delays() -> Iterator[float]:
+    delay = BFL_POLL_FIRST
+    while True:
+        yield delay
+        delay = min(delay * BFL_POLL_GROWTH, BFL_POLL_MAX)
+
+
 def _b64(text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
@@ -443,9 +594,12 @@ def _upstream_message(raw: bytes) -> str | None:
         err = body.get("error")
         if isinstance(err, dict) and isinstance(err.get("message"), str):
             return str(err["message"])
-        for key in ("message", "name"):
+        for key in ("message", "name", "detail"):
             if isinstance(body.get(key), str):
                 return str(body[key])
+        detail = body.get("detail")  # FastAPI validation errors (BFL): [{"loc", "msg", ...}]
+        if isinstance(detail, list) and detail and isinstance(detail[0], dict) and "msg" in detail[0]:
+            return str(detail[0]["msg"])
         if isinstance(body.get("errors"), list) and body["errors"]:
             return str(body["errors"][0])
     return None
@@ -490,8 +644,92 @@ async def _call_stability_v2(
     return UpstreamImages(images=list(await asyncio.gather(*(one() for _ in range(params.n)))))
 
 
+async def _call_imagen(
+    session: aiohttp.ClientSession, config: ProviderConfig, info: ModelInfo, params: ImageParams
+) -> UpstreamImages:
+    url = f"{config.base_url.rstrip('/')}/v1beta/models/{info.upstream_model}:predict"
+    headers = {"x-goog-api-key": config.api_key or ""}
+    async with session.post(url, json=imagen_body(params), headers=headers) as resp:
+        return parse_imagen(await checked_json(resp))
+
+
+async def _call_bfl(
+    session: aiohttp.ClientSession, config: ProviderConfig, info: ModelInfo, params: ImageParams
+) -> UpstreamImages:
+    """Submit one task per image (or resume the job's saved tasks), then poll them all until Ready.
+
+    The whole call, polling included, stays within the session's total timeout (the attempt's
+    or the job's): aiohttp applies that timeout per request, so it is enforced here as well.
+    """
+    headers = {"x-key": config.api_key or "", "Accept": "application/json"}
+    hooks = UPSTREAM_TASK.get()
+    tasks = _saved_bfl_tasks(hooks.resume if hooks is not None else None)[: params.n]
+    lock = asyncio.Lock()
+
+    async def submit() -> BflTask:
+        url = f"{config.base_url.rstrip('/')}/v1/{info.upstream_model}"
+        async with session.post(url, json=bfl_body(params), headers=headers) as resp:
+            task = parse_bfl_task(await checked_json(resp))
+        if hooks is not None:
+            async with lock:  # saved as soon as known: a restarted job polls it instead of paying twice
+                tasks.append(task)
+                await hooks.save({"tasks": [t.saved() for t in tasks]})
+        return task
+
+    async def one(task: BflTask | None) -> RawImage:
+        task = task or await submit()
+        for delay in bfl_poll_delays():
+            async with session.get(task.polling_url, headers=headers) as resp:
+                image = parse_bfl_result(await _bfl_poll_json(resp))
+            if image is not None:
+                return image
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover - the delays never end
+
+    budget = session.timeout.total
+    async with asyncio.timeout(budget):
+        known: list[BflTask | None] = list(tasks)
+        images = await _all_or_none([one(t) for t in known + [None] * (params.n - len(known))])
+    return UpstreamImages(images=images)
+
+
+async def _all_or_none(calls: list[Coroutine[Any, Any, RawImage]]) -> list[RawImage]:
+    """Every call's result; when one fails, the others are cancelled and its error is raised."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            running = [group.create_task(call) for call in calls]
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in running]
+
+
+def _saved_bfl_tasks(resume: dict[str, Any] | None) -> list[BflTask]:
+    saved = resume.get("tasks") if isinstance(resume, dict) else None
+    if not isinstance(saved, list):
+        return []
+    return [
+        BflTask(t["id"], t["polling_url"])
+        for t in saved
+        if isinstance(t, dict) and isinstance(t.get("id"), str) and isinstance(t.get("polling_url"), str)
+    ]
+
+
+async def _bfl_poll_json(resp: aiohttp.ClientResponse) -> Any:
+    if resp.status == 404:
+        # An unknown task id: BFL answers the "Task not found" status (with a 404 on some hosts).
+        raw = await resp.read()
+        return {"status": "Task not found", "details": {"message": _upstream_message(raw) or "HTTP 404"}}
+    return await checked_json(resp)
+
+
 _WIRES: dict[str, Callable[[aiohttp.ClientSession, ProviderConfig, ModelInfo, ImageParams], Awaitable[UpstreamImages]]]
-_WIRES = {"openai": _call_openai, "stability-v1": _call_stability_v1, "stability-v2": _call_stability_v2}
+_WIRES = {
+    "openai": _call_openai,
+    "stability-v1": _call_stability_v1,
+    "stability-v2": _call_stability_v2,
+    "imagen": _call_imagen,
+    "bfl": _call_bfl,
+}
 
 
 async def call_images(

@@ -108,6 +108,10 @@ _CONVERTERS: Final[dict[str, tuple[Callable[[str, str], object], str]]] = {
     "cached_tokens": (_non_negative_int, "cached_tokens"),
     "fail_times": (_non_negative_int, "fail_times"),
     "id": (_any_text, "id"),
+    # Submit-then-poll jobs (Black Forest Labs): how long a task stays Pending, and the
+    # status it ends in instead of Ready ("Error", "Content Moderated", ...).
+    "pending_ms": (_non_negative_int, "pending_ms"),
+    "job_status": (_text, "job_status"),
 }
 
 FAULT_KEYS: Final[frozenset[str]] = frozenset(_CONVERTERS)
@@ -131,6 +135,8 @@ class FaultSpec:
     cached_tokens: int = 0
     fail_times: int | None = None
     id: str | None = None
+    pending_ms: int = 0
+    job_status: str | None = None
     key: str = ""
     """Canonical text of the merged spec: the `fail_times` counter key."""
 

@@ -12,6 +12,18 @@ the provider's own wire format:
 - Stability v2beta `POST /v2beta/stable-image/generate/{ultra,core,sd3}`
   (multipart/form-data in; `{"image", "finish_reason", "seed"}` with
   `Accept: application/json`, else the image bytes).
+- Black Forest Labs, submit-then-poll: `POST /v1/<model>` (header `x-key`)
+  answers `{id, polling_url}`; `GET /v1/get_result?id=` (where polling_url
+  points) answers `{id, status, result, progress}`: `Pending` for the task's
+  `pending_ms`, then `Ready` with `result.sample` (a link to the PNG served
+  here, no key needed) or the fault's `job_status` (`Error`, `Content
+  Moderated`, ...). Submissions are counted per prompt (`GET /_sim/stats`).
+- Imagen through the Gemini API, `POST /v1beta/models/<imagen>:predict`
+  (server.py routes it here): `predictions[].bytesBase64Encoded`.
+
+Image routes also take a fault spec from the prompt, `[sim:<spec>]` (e.g.
+`a fox [sim:pending_ms=1500]`), the highest layer: a gateway test can pick a
+fault per request without a header or a model suffix reaching the upstream.
 
 The fault pipeline is the server's (status, latency_ms, reset, malformed,
 cut_after, content_type, fail_times); only the body parsing differs, since
@@ -24,23 +36,25 @@ import asyncio
 import base64
 import hashlib
 import math
+import re
 import struct
 import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import orjson
 from aiohttp import web
 
 from ccapi.sim.content import InvalidRequest, new_id
-from ccapi.sim.faults import FaultSpec, FaultSpecError, split_model_suffix
+from ccapi.sim.faults import NO_FAULTS, FaultSpec, FaultSpecError, split_model_suffix
 
 if TYPE_CHECKING:
     from ccapi.sim.server import Dialect, _Simulator
 
-__all__ = ["image_routes", "png"]
+__all__ = ["image_routes", "imagen_payload", "png", "prompt_fault"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,6 +62,28 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _TOKENS: Final = {"low": 272, "medium": 1056, "high": 4160}
 _STABILITY_RATIOS: Final = ("1:1", "16:9", "21:9", "2:3", "3:2", "4:5", "5:4", "9:16", "9:21")
 _KEPT_LINKS: Final = 256
+_KEPT_TASKS: Final = 4096
+_PROMPT_FAULT: Final = re.compile(r"\[sim:([^\]]*)\]")
+_IMAGEN_RATIOS: Final = ("1:1", "3:4", "4:3", "9:16", "16:9")
+_IMAGEN_MIME: Final = ("image/png", "image/jpeg")
+
+
+def prompt_fault(prompt: object) -> str:
+    """The `[sim:<spec>]` markers of a prompt, joined (later ones override)."""
+    return ",".join(_PROMPT_FAULT.findall(prompt)) if isinstance(prompt, str) else ""
+
+
+@dataclass(slots=True)
+class BflTask:
+    """One submitted task: Pending until `ready_at`, then `Ready` or the fault's status."""
+
+    prompt: str
+    ready_at: float
+    final: str
+    width: int
+    height: int
+    seed: int
+    sample: str | None = None
 
 
 def png(width: int, height: int, seed: int) -> bytes:
@@ -105,11 +141,36 @@ class StabilityDialect:
         return {"x-request-id": new_id("req_")}
 
 
+class BflDialect:
+    """Black Forest Labs' auth (`x-key`) and FastAPI-style errors: `{"detail": ...}`."""
+
+    name: Final = "bfl"
+    json_content_type: Final = "application/json"
+
+    def check_auth(self, headers: Mapping[str, str], query: Mapping[str, str]) -> tuple[int, str] | None:
+        if headers.get("x-key", "").strip():
+            return None
+        return 403, "Not authenticated - no x-key header."
+
+    def error(
+        self, status: int, message: str | None = None, param: str | None = None, retry_after: str | None = None
+    ) -> bytes:
+        if status == 422 or (status == 400 and param):
+            loc = ["body", param] if param else ["body"]
+            return orjson.dumps({"detail": [{"loc": loc, "msg": message or "invalid", "type": "value_error"}]})
+        return orjson.dumps({"detail": message or f"HTTP {status}"})
+
+    def response_headers(self) -> dict[str, str]:
+        return {"x-request-id": new_id("req_")}
+
+
 class ImageRoutes:
     def __init__(self, sim: _Simulator) -> None:
         self.sim = sim
         self.stability = StabilityDialect()
+        self.bfl = BflDialect()
         self.links: OrderedDict[str, bytes] = OrderedDict()
+        self.tasks: OrderedDict[str, BflTask] = OrderedDict()
 
     # --- the shared pipeline (JSON or multipart bodies) -----------------------
 
@@ -118,6 +179,7 @@ class ImageRoutes:
         request: web.Request,
         dialect: Any,
         answer: Callable[[dict[str, Any], FaultSpec], Awaitable[web.StreamResponse]],
+        path_model: str | None = None,
     ) -> web.StreamResponse:
         sim, typed = self.sim, cast("Dialect", dialect)
         sim.count(request)
@@ -133,8 +195,12 @@ class ImageRoutes:
             except orjson.JSONDecodeError:
                 body = None
         model_spec = ""
-        if body is not None and isinstance(body.get("model"), str):
+        if path_model is not None:
+            model_spec = split_model_suffix(path_model)[1]
+        elif body is not None and isinstance(body.get("model"), str):
             body["model"], model_spec = split_model_suffix(body["model"])
+        if body is not None and (marker := prompt_fault(body.get("prompt"))):
+            model_spec = f"{model_spec},{marker}" if model_spec else marker
         try:
             faults = sim.resolve_faults(
                 request.match_info.get("fault", ""), request.headers.get("x-sim-fault", ""), model_spec
@@ -284,15 +350,120 @@ class ImageRoutes:
 
         return await self.handle(request, self.stability, answer)
 
+    # --- Black Forest Labs -------------------------------------------------------
+
+    async def bfl_submit(self, request: web.Request) -> web.StreamResponse:
+        path_model = request.match_info["model"]
+        model = split_model_suffix(path_model)[0]
+
+        async def answer(body: dict[str, Any], faults: FaultSpec) -> web.StreamResponse:
+            prompt = body.get("prompt")
+            if not isinstance(prompt, str) or not prompt:
+                raise InvalidRequest("Field required", "prompt")
+            width, height = self._bfl_dims(model, body)
+            key = new_id("")
+            self.sim.bfl_submissions[prompt] = self.sim.bfl_submissions.get(prompt, 0) + 1
+            seed = body["seed"] if isinstance(body.get("seed"), int) else _seed(prompt, len(self.tasks))
+            self.tasks[key] = BflTask(
+                prompt, time.monotonic() + faults.pending_ms / 1000, faults.job_status or "Ready", width, height, seed
+            )
+            while len(self.tasks) > _KEPT_TASKS:
+                self.tasks.popitem(last=False)
+            polling_url = f"{request.scheme}://{request.host}/v1/get_result?id={key}"
+            payload = {"id": key, "polling_url": polling_url, "cost": 4.0, "input_mp": 0, "output_mp": 1.05}
+            return await self.sim.send(request, cast("Dialect", self.bfl), 200, orjson.dumps(payload), faults)
+
+        return await self.handle(request, self.bfl, answer, path_model=path_model)
+
+    @staticmethod
+    def _bfl_dims(model: str, body: dict[str, Any]) -> tuple[int, int]:
+        """Checks the size fields as the model's endpoint does; the sample's (1/64) dimensions."""
+        if model.startswith(("flux-pro-1.1-ultra", "flux-kontext")):
+            ratio = body.get("aspect_ratio") or ("16:9" if "ultra" in model else "1:1")
+            if not isinstance(ratio, str) or not re.fullmatch(r"\d{1,2}:\d{1,2}", ratio):
+                raise InvalidRequest("aspect_ratio must look like '16:9'", "aspect_ratio")
+            return _dims(ratio)
+        if "aspect_ratio" in body:
+            raise InvalidRequest("Extra inputs are not permitted", "aspect_ratio")
+        width, height = body.get("width", 1024), body.get("height", 768)
+        # FLUX1.1 [pro] and FLUX.1 [dev]: 256-1440 px, multiples of 32; FLUX.2 goes up to 4MP.
+        low, high, step = (256, 1440, 32) if model in ("flux-pro-1.1", "flux-dev", "flux-pro") else (64, 4096, 8)
+        for name, value in (("width", width), ("height", height)):
+            if not isinstance(value, int) or not low <= value <= high or value % step:
+                raise InvalidRequest(f"{name} must be a multiple of {step} between {low} and {high}", name)
+        return _dims(f"{width}x{height}")
+
+    async def bfl_result(self, request: web.Request) -> web.StreamResponse:
+        self.sim.count(request)
+        denied = self.bfl.check_auth(request.headers, request.query)
+        if denied is not None:
+            return await self.sim.send_error(request, cast("Dialect", self.bfl), denied[0], denied[1])
+        key = request.query.get("id", "")
+        task = self.tasks.get(key)
+        payload: dict[str, Any] = {"id": key, "status": "Task not found", "result": None, "progress": None}
+        if task is not None and time.monotonic() < task.ready_at:
+            payload.update(status="Pending", progress=0.5)
+        elif task is not None and task.final != "Ready":
+            payload["status"] = task.final
+            if "Moderated" in task.final:
+                payload["details"] = {"Moderation Reasons": ["ccapi sim: job_status fault"]}
+        elif task is not None:
+            if task.sample is None:
+                task.sample = self._link(request, png(task.width, task.height, task.seed))
+            payload.update(
+                status="Ready",
+                progress=None,
+                result={"sample": task.sample, "prompt": task.prompt, "seed": task.seed},
+            )
+        return await self.sim.send(request, cast("Dialect", self.bfl), 200, orjson.dumps(payload), NO_FAULTS)
+
+
+def imagen_payload(body: Any, faults: FaultSpec) -> dict[str, Any]:
+    """An Imagen `:predict` answer (Gemini API): one prediction per sample, filtered ones by `job_status`."""
+    instances = body.get("instances") if isinstance(body, dict) else None
+    first = instances[0] if isinstance(instances, list) and instances else None
+    prompt = first.get("prompt") if isinstance(first, dict) else None
+    if not isinstance(prompt, str) or not prompt:
+        raise InvalidRequest("instances[0].prompt is required", "instances")
+    params = body.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise InvalidRequest("parameters must be an object", "parameters")
+    count, ratio = params.get("sampleCount", 4), params.get("aspectRatio", "1:1")
+    if not isinstance(count, int) or not 1 <= count <= 4:
+        raise InvalidRequest("sampleCount must be between 1 and 4", "parameters.sampleCount")
+    if ratio not in _IMAGEN_RATIOS:
+        raise InvalidRequest(f"aspectRatio must be one of {', '.join(_IMAGEN_RATIOS)}", "parameters.aspectRatio")
+    if params.get("sampleImageSize", "1K") not in ("1K", "2K"):
+        raise InvalidRequest("sampleImageSize must be 1K or 2K", "parameters.sampleImageSize")
+    if params.get("personGeneration", "allow_adult") not in ("dont_allow", "allow_adult"):
+        raise InvalidRequest("personGeneration allow_all is not supported in Gemini API", "parameters")
+    options = params.get("outputOptions") or {}
+    if isinstance(options, dict) and options.get("mimeType", "image/png") not in _IMAGEN_MIME:
+        raise InvalidRequest("outputOptions.mimeType must be image/png or image/jpeg", "parameters.outputOptions")
+    scale = 2 if params.get("sampleImageSize") == "2K" else 1
+    predictions: list[dict[str, Any]] = []
+    for i in range(count):
+        if faults.job_status:
+            predictions.append({"raiFilteredReason": f"ccapi sim: {faults.job_status}"})
+            continue
+        w, h = _dims(str(ratio))
+        image = png(w * scale, h * scale, _seed(prompt, i))
+        # The simulator draws PNG whatever the mimeType asked (like its other image routes).
+        predictions.append({"bytesBase64Encoded": base64.b64encode(image).decode(), "mimeType": "image/png"})
+    return {"predictions": predictions}
+
 
 def image_routes(sim: _Simulator) -> list[tuple[str, str, Handler]]:
-    """(method, path, handler) of the image endpoints, for create_sim_app."""
+    """(method, path, handler) of the image endpoints, for create_sim_app (after every fixed /v1 path)."""
     routes = ImageRoutes(sim)
     return [
         ("POST", "/v1/images/generations", routes.openai),
         ("POST", "/v1/generation/{engine}/text-to-image", routes.stability_v1),
         ("POST", "/v2beta/stable-image/generate/{endpoint}", routes.stability_v2),
         ("GET", "/_sim/images/{name}", routes.link),
+        ("GET", "/v1/get_result", routes.bfl_result),
+        # Last: BFL's submit route is any one-segment POST /v1/<model>.
+        ("POST", "/v1/{model}", routes.bfl_submit),
     ]
 
 

@@ -43,7 +43,7 @@ from ccapi.sim.faults import (
     split_model_suffix,
 )
 from ccapi.sim.gemini import GeminiDialect
-from ccapi.sim.images import gemini_image_payload, gemini_wants_image, image_routes
+from ccapi.sim.images import gemini_image_payload, gemini_wants_image, image_routes, imagen_payload
 from ccapi.sim.openai import OpenAIDialect
 from ccapi.sim.speech import SpeechRoutes
 
@@ -174,6 +174,8 @@ class _Simulator:
         self.requests = 0
         self.by_path: dict[str, int] = {}
         self.fail_counters: dict[str, int] = {}
+        # Black Forest Labs task submissions by prompt: proves a resumed job did not submit again.
+        self.bfl_submissions: dict[str, int] = {}
         self.openai = OpenAIDialect()
         self.anthropic = AnthropicDialect()
         self.gemini = GeminiDialect()
@@ -186,12 +188,18 @@ class _Simulator:
         self.by_path[path] = self.by_path.get(path, 0) + 1
 
     def stats(self) -> dict[str, Any]:
-        return {"requests": self.requests, "by_path": dict(self.by_path), "fail_counters": dict(self.fail_counters)}
+        return {
+            "requests": self.requests,
+            "by_path": dict(self.by_path),
+            "fail_counters": dict(self.fail_counters),
+            "bfl_submissions": dict(self.bfl_submissions),
+        }
 
     def reset(self) -> None:
         self.requests = 0
         self.by_path.clear()
         self.fail_counters.clear()
+        self.bfl_submissions.clear()
 
     def resolve_faults(self, path_spec: str, header_spec: str, model_spec: str) -> FaultSpec:
         if not (path_spec or header_spec or model_spec):
@@ -401,6 +409,8 @@ class _Simulator:
         gemini = self.gemini
 
         async def answer(body: Any, clean_model: Any, faults: FaultSpec) -> web.StreamResponse:
+            if action == "predict":  # Imagen
+                return await self.send(request, gemini, 200, orjson.dumps(imagen_payload(body, faults)), faults)
             if action == "generateContent" and gemini_wants_image(body):
                 payload = orjson.dumps(gemini_image_payload(body, str(clean_model)))
                 return await self.send(request, gemini, 200, payload, faults)

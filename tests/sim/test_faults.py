@@ -63,6 +63,8 @@ def test_key_set_is_the_documented_grammar() -> None:
         "cached_tokens",
         "fail_times",
         "id",
+        "pending_ms",
+        "job_status",
     }
 
 

@@ -644,7 +644,7 @@ def test_fail_times_then_success_and_stats(sim: ServerProcess, oai: openai.OpenA
     assert counted["by_path"] == {"/v1/chat/completions": 4, "/v1/messages": 1}
     assert counted["fail_counters"]["fail_times=2,id=test_fail_times,status=500"] == 3
     reset = httpx.post(f"{sim.url}/_sim/reset").json()
-    assert reset == {"requests": 0, "by_path": {}, "fail_counters": {}}
+    assert reset == {"requests": 0, "by_path": {}, "fail_counters": {}, "bfl_submissions": {}}
 
 
 def test_latency_and_chunk_delay(sim: ServerProcess, oai: openai.OpenAI) -> None:
