@@ -636,7 +636,7 @@ async def call_gemini(
 
 
 def _form_data(fields: list[FormField]) -> aiohttp.FormData:
-    form = aiohttp.FormData()
+    form = aiohttp.FormData(default_to_multipart=True)  # Stability takes multipart only, even without a file
     for f in fields:
         form.add_field(f.name, f.value, filename=f.filename, content_type=f.content_type)
     return form
