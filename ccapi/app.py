@@ -18,6 +18,7 @@ from ccapi import __version__
 from ccapi.api import admin as admin_routes
 from ccapi.api import catalog as catalog_routes
 from ccapi.api import chat as chat_routes
+from ccapi.api import edits as edit_routes
 from ccapi.api import files as file_routes
 from ccapi.api import health as health_routes
 from ccapi.api import images as image_routes
@@ -254,6 +255,7 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
         file_routes.router,
         image_routes.router,
         multimodal_routes.router,
+        edit_routes.router,
         job_routes.router,
         speech_routes.router,
     ):

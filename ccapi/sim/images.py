@@ -9,6 +9,11 @@ the provider's own wire format:
   `b64_json` as `response_format` asks, with `revised_prompt`.
 - Stability v1 `POST /v1/generation/<engine>/text-to-image` (JSON in,
   `{"artifacts": [{"base64", "seed", "finishReason"}]}` out).
+- OpenAI `POST /v1/images/edits` (multipart/form-data: `image` or repeated
+  `image[]` files, up to 16, each a real PNG/JPEG/WebP; an optional `mask`,
+  a PNG with an alpha channel; `prompt`, `n`, `size`...): answered like a
+  GPT image generation, with the input images counted in
+  `usage.input_tokens_details.image_tokens`.
 - Stability v2beta `POST /v2beta/stable-image/generate/{ultra,core,sd3}`
   (multipart/form-data in; `{"image", "finish_reason", "seed"}` with
   `Accept: application/json`, else the image bytes).
@@ -24,6 +29,11 @@ the provider's own wire format:
 Image routes also take a fault spec from the prompt, `[sim:<spec>]` (e.g.
 `a fox [sim:pending_ms=1500]`), the highest layer: a gateway test can pick a
 fault per request without a header or a model suffix reaching the upstream.
+  `Accept: application/json`, else the image bytes). An `image` file makes it
+  image-to-image (ultra; sd3 with `mode=image-to-image`), which needs
+  `strength` and takes no `aspect_ratio`; core takes no image.
+- Stability v2beta `POST /v2beta/stable-image/edit/inpaint` (`image` and
+  `mask` files, or an `image` with an alpha channel, and `prompt`).
 
 The fault pipeline is the server's (status, latency_ms, reset, malformed,
 cut_after, content_type, fail_times); only the body parsing differs, since
@@ -86,6 +96,11 @@ class BflTask:
     sample: str | None = None
 
 
+# Input image tokens the simulator counts per input image of an edit.
+_INPUT_IMAGE_TOKENS: Final = 388
+_MAX_EDIT_IMAGES: Final = 16
+
+
 def png(width: int, height: int, seed: int) -> bytes:
     """A valid RGB PNG: a gradient whose colours follow `seed`."""
     r0, g0, b0 = (seed >> 16) & 0xFF, (seed >> 8) & 0xFF, seed & 0xFF
@@ -116,6 +131,53 @@ def _dims(size: str) -> tuple[int, int]:
     if sep and a.isdigit() and b.isdigit():
         return max(1, 16 * int(a) // max(int(a), int(b))), max(1, 16 * int(b) // max(int(a), int(b)))
     return 16, 16
+
+
+def _sniff(data: bytes) -> str | None:
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def _has_alpha(data: bytes) -> bool:
+    """A PNG of colour type 4 or 6, or with a tRNS chunk."""
+    if not data.startswith(b"\x89PNG\r\n\x1a\n") or len(data) < 26:
+        return False
+    if data[25] in (4, 6):
+        return True
+    pos = 8
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        if data[pos + 4 : pos + 8] == b"tRNS":
+            return True
+        pos += 12 + length
+    return False
+
+
+async def _files(request: web.Request, *names: str) -> list[bytes]:
+    """The uploaded files of these form fields (the form is parsed once and cached by aiohttp)."""
+    form = await request.post()
+    out: list[bytes] = []
+    for name in names:
+        for value in form.getall(name, []):
+            if isinstance(value, web.FileField):
+                value.file.seek(0)
+                out.append(value.file.read())
+            else:
+                raise InvalidRequest(f"'{name}' must be a file, not a text field.", name)
+    return out
+
+
+def _checked_images(files: list[bytes], name: str) -> None:
+    for data in files:
+        if _sniff(data) is None:
+            raise InvalidRequest(
+                f"Invalid image file or mode for image '{name}': supported formats are png, jpeg and webp.", name
+            )
 
 
 class StabilityDialect:
@@ -244,6 +306,39 @@ class ImageRoutes:
 
         return await self.handle(request, dialect, answer)
 
+    async def openai_edits(self, request: web.Request) -> web.StreamResponse:
+        dialect = self.sim.openai
+
+        async def answer(body: dict[str, Any], faults: FaultSpec) -> web.StreamResponse:
+            if not request.content_type.startswith("multipart/form-data"):
+                raise InvalidRequest("The request must be multipart/form-data.", None)
+            model = body.get("model") or ""
+            if not model.startswith("gpt-image"):
+                raise InvalidRequest(f"Invalid model {model!r}: edits take a GPT image model here.", "model")
+            images = await _files(request, "image", "image[]")
+            if not images:
+                raise InvalidRequest("Missing required parameter: 'image'.", "image")
+            if len(images) > _MAX_EDIT_IMAGES:
+                raise InvalidRequest(f"Too many images: at most {_MAX_EDIT_IMAGES}.", "image")
+            _checked_images(images, "image")
+            masks = await _files(request, "mask")
+            if len(masks) > 1:
+                raise InvalidRequest("Only one 'mask' is accepted.", "mask")
+            if masks and not _has_alpha(masks[0]):
+                raise InvalidRequest("Invalid mask image format - mask image missing alpha channel.", "mask")
+            n = body.get("n", "1")
+            if not str(n).isdigit():
+                raise InvalidRequest("Invalid 'n': must be an integer.", "n")
+            payload = self.openai_payload(request, {**body, "n": int(n)})
+            usage = payload["usage"]
+            extra = _INPUT_IMAGE_TOKENS * len(images)
+            usage["input_tokens"] += extra
+            usage["input_tokens_details"]["image_tokens"] = extra
+            usage["total_tokens"] += extra
+            return await self.sim.send(request, cast("Dialect", dialect), 200, orjson.dumps(payload), faults)
+
+        return await self.handle(request, dialect, answer)
+
     def openai_payload(self, request: web.Request, body: dict[str, Any]) -> dict[str, Any]:
         model, prompt, n = body.get("model"), body.get("prompt"), body.get("n", 1)
         if not isinstance(model, str) or not model:
@@ -326,29 +421,69 @@ class ImageRoutes:
         return await self.handle(request, self.stability, answer)
 
     async def stability_v2(self, request: web.Request) -> web.StreamResponse:
+        endpoint = request.match_info["endpoint"]
+
         async def answer(body: dict[str, Any], faults: FaultSpec) -> web.StreamResponse:
             if not request.content_type.startswith("multipart/form-data"):
                 raise InvalidRequest("Content-Type must be multipart/form-data")
             prompt = body.get("prompt")
             if not prompt:
                 raise InvalidRequest("prompt: is required")
-            ratio = body.get("aspect_ratio") or "1:1"
-            if ratio not in _STABILITY_RATIOS:
-                raise InvalidRequest(f"aspect_ratio: must be one of {', '.join(_STABILITY_RATIOS)}")
-            output_format = body.get("output_format") or "png"
-            if output_format != "png":
-                # The simulator draws PNG only; a real upstream would encode JPEG/WebP.
-                raise InvalidRequest("output_format: the simulator answers png only")
-            seed = _seed(str(prompt), int(body.get("seed") or 0))
-            image = png(*_dims(str(ratio)), seed)
-            if "application/json" in request.headers.get("Accept", ""):
-                payload = {"image": base64.b64encode(image).decode(), "finish_reason": "SUCCESS", "seed": seed}
-                return await self.sim.send(request, cast("Dialect", self.stability), 200, orjson.dumps(payload), faults)
-            return web.Response(
-                body=image, content_type="image/png", headers={"finish-reason": "SUCCESS", "seed": str(seed)}
-            )
+            images = await _files(request, "image")
+            _checked_images(images, "image")
+            mode = body.get("mode") or "text-to-image"
+            if endpoint == "core" and images:
+                raise InvalidRequest("image: core does not take an input image")
+            if endpoint == "sd3" and (mode == "image-to-image") != bool(images):
+                raise InvalidRequest("mode: image-to-image needs an image, and an image needs mode image-to-image")
+            if images:
+                strength = body.get("strength")
+                try:
+                    valid = strength is not None and 0 <= float(strength) <= 1
+                except ValueError:
+                    valid = False
+                if not valid:
+                    raise InvalidRequest("strength: required with an image, between 0 and 1")
+                if body.get("aspect_ratio"):
+                    raise InvalidRequest("aspect_ratio: not accepted with an image (the output follows it)")
+            return await self._stability_image(request, body, faults)
 
         return await self.handle(request, self.stability, answer)
+
+    async def stability_inpaint(self, request: web.Request) -> web.StreamResponse:
+        async def answer(body: dict[str, Any], faults: FaultSpec) -> web.StreamResponse:
+            if not request.content_type.startswith("multipart/form-data"):
+                raise InvalidRequest("Content-Type must be multipart/form-data")
+            if not body.get("prompt"):
+                raise InvalidRequest("prompt: is required")
+            images, masks = await _files(request, "image"), await _files(request, "mask")
+            if len(images) != 1:
+                raise InvalidRequest("image: required (one file)")
+            _checked_images(images + masks, "image")
+            if not masks and not _has_alpha(images[0]):
+                raise InvalidRequest("mask: required unless the image has an alpha channel")
+            return await self._stability_image(request, body, faults)
+
+        return await self.handle(request, self.stability, answer)
+
+    async def _stability_image(
+        self, request: web.Request, body: dict[str, Any], faults: FaultSpec
+    ) -> web.StreamResponse:
+        ratio = body.get("aspect_ratio") or "1:1"
+        if ratio not in _STABILITY_RATIOS:
+            raise InvalidRequest(f"aspect_ratio: must be one of {', '.join(_STABILITY_RATIOS)}")
+        output_format = body.get("output_format") or "png"
+        if output_format != "png":
+            # The simulator draws PNG only; a real upstream would encode JPEG/WebP.
+            raise InvalidRequest("output_format: the simulator answers png only")
+        seed = _seed(str(body.get("prompt")), int(body.get("seed") or 0))
+        image = png(*_dims(str(ratio)), seed)
+        if "application/json" in request.headers.get("Accept", ""):
+            payload = {"image": base64.b64encode(image).decode(), "finish_reason": "SUCCESS", "seed": seed}
+            return await self.sim.send(request, cast("Dialect", self.stability), 200, orjson.dumps(payload), faults)
+        return web.Response(
+            body=image, content_type="image/png", headers={"finish-reason": "SUCCESS", "seed": str(seed)}
+        )
 
     # --- Black Forest Labs -------------------------------------------------------
 
@@ -458,8 +593,10 @@ def image_routes(sim: _Simulator) -> list[tuple[str, str, Handler]]:
     routes = ImageRoutes(sim)
     return [
         ("POST", "/v1/images/generations", routes.openai),
+        ("POST", "/v1/images/edits", routes.openai_edits),
         ("POST", "/v1/generation/{engine}/text-to-image", routes.stability_v1),
         ("POST", "/v2beta/stable-image/generate/{endpoint}", routes.stability_v2),
+        ("POST", "/v2beta/stable-image/edit/inpaint", routes.stability_inpaint),
         ("GET", "/_sim/images/{name}", routes.link),
         ("GET", "/v1/get_result", routes.bfl_result),
         # Last: BFL's submit route is any one-segment POST /v1/<model>.

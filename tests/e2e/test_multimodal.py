@@ -192,7 +192,7 @@ NOT_AN_IMAGE = {"data": base64.b64encode(b"plain text, not an image").decode(), 
         ({"webhook_url": "https://example.com/hook"}, 400, "webhook_url"),
         ({"model": "google/no-such-image-model"}, 404, "model"),
         ({"model": "google/gemini-2.5-flash"}, 400, "model"),
-        ({"model": "stability/stable-image-core"}, 400, "model"),
+        ({"model": "stability/stable-diffusion-xl-1024-v1-0"}, 400, "model"),
     ],
 )
 def test_bad_input_is_an_envelope_naming_the_field(
