@@ -36,3 +36,15 @@ def test_the_document_promises_the_envelope_never_422(client: TestClient) -> Non
                 if not status.startswith("2"):
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, f"{method} {path} {status}"
+
+
+def test_the_chat_stream_is_documented_event_by_event(client: TestClient) -> None:
+    # Each event's `data` is a chunk, an error envelope or `[DONE]`: the chunk
+    # schema alone described the SSE event object (`{"data": …}`), not its data.
+    doc = client.get("/openapi.json").json()
+    sse = doc["paths"]["/chat/completions"]["post"]["responses"]["200"]["content"]["text/event-stream"]
+    data = sse["itemSchema"]["properties"]["data"]["anyOf"]
+    assert data[0] == {"const": "[DONE]"}
+    refs = {branch["$ref"].rsplit("/", 1)[1] for branch in data[1]["contentSchema"]["anyOf"]}
+    assert refs == {"ChatCompletionChunk", "ErrorResponse"}
+    assert "ChatCompletionChunk" in doc["components"]["schemas"]
