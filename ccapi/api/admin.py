@@ -21,9 +21,9 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from ccapi.api.catalog import _page as page
 from ccapi.api.deps import admin, gateway_of, json_body
 from ccapi.api.openapi import request_body
+from ccapi.api.pages import Limit, Offset, page
 from ccapi.api.responses import json_response
 from ccapi.api.validation import validate_body
 from ccapi.billing.keys import compile_patterns
@@ -57,8 +57,6 @@ router = APIRouter(
     responses={status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 413, 415)},
 )
 
-Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (max 1000).")]
-Offset = Annotated[int, Query(ge=0)]
 USAGE_FIELDS = (
     "request_id",
     "created",

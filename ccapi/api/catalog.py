@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from ccapi.api.deps import Principal, authenticated, gateway_of
+from ccapi.api.pages import Limit, Offset
+from ccapi.api.pages import page as paged
 from ccapi.api.responses import json_response
 from ccapi.catalog.query import ModelQuery, SortKey, query_models
 from ccapi.core.errors import NotFoundError
@@ -22,20 +24,6 @@ from ccapi.schemas.catalog import (
 from ccapi.schemas.errors import ErrorResponse
 
 router = APIRouter(tags=["Catalog"], responses={401: {"model": ErrorResponse}, 400: {"model": ErrorResponse}})
-
-Limit = Annotated[int, Query(ge=1, le=1000, description="Page size (max 1000).")]
-Offset = Annotated[int, Query(ge=0)]
-
-
-def _page(data: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": data,
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "has_more": offset + len(data) < total,
-    }
 
 
 @router.get("/models", response_model=ModelListResponse, summary="List available models")
@@ -55,7 +43,7 @@ async def list_models(
     catalog = gateway_of(request).catalog
     query = ModelQuery(provider, type, input_modality, output_modality, q, sort, order, limit, offset)
     page, total = query_models(catalog.models.values(), query)
-    return json_response(_page([m.summary for m in page], total, limit, offset))
+    return json_response(paged([m.summary for m in page], total, limit, offset))
 
 
 @router.get(
@@ -96,7 +84,7 @@ async def list_providers(
 ) -> Response:
     names = sorted(gateway_of(request).providers)
     page = [_provider_summary(request, n) for n in names[offset : offset + limit]]
-    return json_response(_page(page, len(names), limit, offset))
+    return json_response(paged(page, len(names), limit, offset))
 
 
 @router.get(

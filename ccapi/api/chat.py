@@ -21,6 +21,30 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse} for status in (400, 401, 402, 403, 404, 413, 415, 429, 500, 502, 503, 504)
 }
 
+# One server-sent event (OpenAPI 3.2's `itemSchema`): its `data` is a chunk,
+# a mid-stream error in the envelope, or the final `[DONE]`.
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "anyOf": [
+                {"const": "[DONE]"},
+                {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/ChatCompletionChunk"},
+                            {"$ref": "#/components/schemas/ErrorResponse"},
+                        ]
+                    },
+                },
+            ]
+        }
+    },
+}
+
 
 @router.post(
     "/chat/completions",
@@ -30,7 +54,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     responses={
         200: {
             "model": ChatCompletionResponse,
-            "content": {"text/event-stream": {"schema": {"$ref": "#/components/schemas/ChatCompletionChunk"}}},
+            "content": {"text/event-stream": {"itemSchema": _SSE_EVENT}},
         },
         **_ERRORS,
     },

@@ -9,6 +9,7 @@ from ccapi.api.deps import gateway_of
 from ccapi.api.errors import error_response
 from ccapi.api.responses import json_response
 from ccapi.core.errors import ProviderUnavailableError
+from ccapi.schemas.errors import ErrorResponse
 
 router = APIRouter(tags=["Operations"])
 
@@ -18,7 +19,11 @@ async def health() -> Response:
     return json_response({"status": "ok"})
 
 
-@router.get("/health/ready", summary="Readiness: every dependency checked")
+@router.get(
+    "/health/ready",
+    summary="Readiness: every dependency checked",
+    responses={503: {"model": ErrorResponse, "description": "A dependency is down (`details.checks`)"}},
+)
 async def ready(request: Request) -> Response:
     checks = await gateway_of(request).readiness()
     if all(v == "ok" for v in checks.values()):

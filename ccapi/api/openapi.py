@@ -41,7 +41,28 @@ def install_openapi(app: FastAPI) -> None:
             for name, sub in schema.pop("$defs", {}).items():
                 schemas.setdefault(name, sub)
             schemas[model.__name__] = schema
+        _document_errors_as_served(doc)
         app.openapi_schema = doc
         return doc
 
     app.openapi = build  # type: ignore[method-assign]
+
+
+_ERROR_RESPONSE = {
+    "description": "Error",
+    "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorResponse")}}},
+}
+
+
+def _document_errors_as_served(doc: dict[str, Any]) -> None:
+    """FastAPI documents a 422 `HTTPValidationError` for every route with
+    parameters; the gateway answers those as a 400 in the error envelope
+    (api/errors.py), so the document says that instead."""
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.get("responses", {})
+            if responses.pop("422", None) is not None:
+                responses.setdefault("400", _ERROR_RESPONSE)
+    schemas = doc.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
