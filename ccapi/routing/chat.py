@@ -158,7 +158,7 @@ class ChatService:
         if admission is not None:
             headers.update(admission.headers)
         return StreamingResponse(
-            self._relay(served, body, include_usage, deadline, record, admission),
+            self._relay(served, body, include_usage, deadline, record, admission, time.monotonic()),
             media_type="text/event-stream",
             headers=headers,
         )
@@ -171,6 +171,7 @@ class ChatService:
         deadline: Deadline,
         record: RequestRecord,
         admission: Admission | None,
+        opened: float,
     ) -> AsyncIterator[bytes]:
         info, stream = served.model, served.stream
         base: dict[str, Any] = {
@@ -202,6 +203,10 @@ class ChatService:
             error = exc
         finally:
             await stream.aclose()
+            # The upstream's share: every attempt to its first event, then the
+            # served stream from there to its end (for the overhead metric).
+            relayed = time.monotonic() - opened
+            record.upstream_ms = sum(a.latency_ms for a in served.attempts) + relayed * 1000
             usage = _delivered_usage(stream.usage, body, delivered_chars)
             input_cost, output_cost = info.prices.cost(usage)
             if error is not None:

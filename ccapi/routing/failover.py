@@ -32,6 +32,9 @@ class Attempt:
     status: int | None
     error: str | None
     latency_ms: float
+    # How it failed (AttemptError.kind: connect, timeout, http, malformed,
+    # stream); None when it succeeded. Metrics count upstream errors by it.
+    kind: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +42,7 @@ class Attempt:
             "model": self.model,
             "status": self.status,
             "error": self.error,
+            "kind": self.kind,
             "latency_ms": round(self.latency_ms, 1),
         }
 
@@ -169,7 +173,7 @@ class FailoverRunner:
         now = time.monotonic()
         latency = (now - started) * 1000
         breaker = self.health.breaker(info.provider.name)
-        attempts.append(Attempt(info.provider.name, info.id, exc.status, exc.message, latency))
+        attempts.append(Attempt(info.provider.name, info.id, exc.status, exc.message, latency, exc.kind))
         if not exc.failover:
             breaker.release()
             raise _client_error(exc, attempts)
