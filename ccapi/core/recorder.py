@@ -50,7 +50,7 @@ def access_fields(rec: RequestRecord) -> dict[str, Any]:
         "model": rec.model,
         "provider": rec.provider,
         "attempts": len(rec.attempts),
-        # Each attempt as provider:status (or provider:kind when no status came back).
+        # Each attempt as provider:status (provider:error when no status came back).
         "tried": " ".join(_attempt_text(a) for a in rec.attempts),
         "status": rec.status,
         "error_type": rec.error_type,
@@ -65,5 +65,5 @@ def access_fields(rec: RequestRecord) -> dict[str, Any]:
 
 
 def _attempt_text(attempt: dict[str, Any]) -> str:
-    outcome = attempt.get("status") or attempt.get("kind") or "error"
+    outcome = attempt.get("status") or "error"
     return f"{attempt.get('provider')}:{outcome}"

@@ -73,6 +73,10 @@ class RequestRecord:
     # The upstream's share of latency_ms when it is not just the attempts'
     # (a stream: its attempts to the first event, then the relay to its end).
     upstream_ms: float | None = None
+    # How each failed attempt failed (connect, timeout, http, ...; None for a
+    # success), in the order of `attempts`, for the metrics. Kept apart
+    # because `attempts` has the contract's shape. Empty when not known.
+    attempt_kinds: list[str | None] = field(default_factory=list)
 
     @property
     def cost(self) -> Decimal:

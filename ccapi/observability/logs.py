@@ -70,3 +70,11 @@ def configure_logging(level: str, fmt: LogFormat) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(root.level, logging.INFO))
+
+
+# Libraries whose debug lines are noise at CCAPI_LOG_LEVEL=debug: aiosqlite
+# logs two lines per database call (about 25 per proxied request), with the
+# statement's parameters.
+QUIET_LOGGERS = ("aiosqlite",)

@@ -98,11 +98,9 @@ def worker_exited(pid: int) -> None:
         prom_multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
-def attempt_error_kind(attempt: dict[str, Any]) -> str:
+def attempt_error_kind(status: Any, kind: str | None) -> str:
     """The bounded label for a failed attempt: timeout, connect, malformed,
-    stream, 429, 5xx, 4xx, or other."""
-    kind = attempt.get("kind")
-    status = attempt.get("status")
+    stream, 429, 5xx, 4xx, or other. `kind` is AttemptError.kind when known."""
     if kind not in (None, "http"):
         return kind if kind in ("timeout", "connect", "malformed", "stream") else "other"
     if isinstance(status, int):
@@ -310,10 +308,11 @@ class MetricsRecorder:
         cost = rec.cost
         if cost:
             children.cost.inc(float(cost))
-        for attempt in rec.attempts:
-            self._attempt(attempt)
+        kinds = rec.attempt_kinds
+        for i, attempt in enumerate(rec.attempts):
+            self._attempt(attempt, kinds[i] if i < len(kinds) else None)
 
-    def _attempt(self, attempt: dict[str, Any]) -> None:
+    def _attempt(self, attempt: dict[str, Any], kind: str | None) -> None:
         name = attempt.get("provider")
         provider = name if isinstance(name, str) and name in self.metrics.providers else UNKNOWN
         child = self._attempts.get(provider)
@@ -321,9 +320,10 @@ class MetricsRecorder:
             child = self._attempts[provider] = self.metrics.attempts.labels(provider)
         child.inc()
         status = attempt.get("status")
-        if attempt.get("error") is None and isinstance(status, int) and status < 400:
+        ok = kind is None and attempt.get("error") is None and isinstance(status, int) and status < 400
+        if ok:
             return
-        key = (provider, attempt_error_kind(attempt))
+        key = (provider, attempt_error_kind(status, kind))
         error = self._errors.get(key)
         if error is None:
             error = self._errors[key] = self.metrics.upstream_errors.labels(*key)

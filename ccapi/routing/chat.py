@@ -79,6 +79,7 @@ class ChatService:
         """Answer the request; `record` is filled in, billed and handed to the recorder."""
         record.stream = bool(req.stream)
         admission: Admission | None = None
+        attempts: list[Attempt] = []
         try:
             candidates = self._plan(req, body, record)
             if self.billing is not None:
@@ -86,10 +87,11 @@ class ChatService:
                 admission = await self.billing.admit(principal, candidates, body)
             deadline = Deadline(self.request_timeout)
             if req.stream:
-                served = await self.runner.open_stream(candidates, body, deadline)
+                served = await self.runner.open_stream(candidates, body, deadline, attempts)
                 return self._stream_response(req, body, served, deadline, record, admission)
-            return await self._complete(candidates, body, deadline, record, admission)
+            return await self._complete(candidates, body, deadline, record, admission, attempts)
         except CCAPIError as exc:
+            record.attempt_kinds = [a.kind for a in attempts]
             if admission is not None:
                 exc.headers = {**admission.headers, **exc.headers}
             await self._finish_failed(record, exc, admission)
@@ -123,8 +125,9 @@ class ChatService:
         deadline: Deadline,
         record: RequestRecord,
         admission: Admission | None,
+        attempts: list[Attempt],
     ) -> Response:
-        served, result = await self.runner.complete(candidates, body, deadline)
+        served, result = await self.runner.complete(candidates, body, deadline, attempts)
         info = served.model
         input_cost, output_cost = info.prices.cost(result.usage)
         payload = {
@@ -199,6 +202,7 @@ class ChatService:
                 raise AttemptError("stream", f"{info.provider.name} ended the stream before it was complete")
         except AttemptError as exc:
             error = _stream_error(exc.message)
+            served.attempts[-1].kind = exc.kind  # the served provider failed after all
         except CCAPIError as exc:
             error = exc
         finally:
@@ -233,6 +237,7 @@ class ChatService:
     ) -> None:
         record.model, record.provider = info.id, info.provider.name
         record.attempts = [a.to_dict() for a in attempts]
+        record.attempt_kinds = [a.kind for a in attempts]
         record.status = status
         record.prompt_tokens, record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         record.input_cost, record.output_cost = input_cost, output_cost

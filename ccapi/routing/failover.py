@@ -7,6 +7,7 @@ so that a failure before anything reached the client can still fail over.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from ccapi.core.types import ChatResult
 from ccapi.providers.base import AttemptError, ChatStream, ProviderAdapter, UpstreamCall
 from ccapi.routing.health import HealthBook
 
+log = logging.getLogger("ccapi.failover")
+
 
 @dataclass(slots=True)
 class Attempt:
@@ -33,7 +36,8 @@ class Attempt:
     error: str | None
     latency_ms: float
     # How it failed (AttemptError.kind: connect, timeout, http, malformed,
-    # stream); None when it succeeded. Metrics count upstream errors by it.
+    # stream); None when it succeeded. Not in the contract's attempt object:
+    # it reaches the metrics through RequestRecord.attempt_kinds.
     kind: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -42,7 +46,6 @@ class Attempt:
             "model": self.model,
             "status": self.status,
             "error": self.error,
-            "kind": self.kind,
             "latency_ms": round(self.latency_ms, 1),
         }
 
@@ -95,9 +98,15 @@ class FailoverRunner:
         )
 
     async def complete(
-        self, candidates: list[ModelInfo], body: dict[str, Any], deadline: Deadline
+        self,
+        candidates: list[ModelInfo],
+        body: dict[str, Any],
+        deadline: Deadline,
+        attempts: list[Attempt] | None = None,
     ) -> tuple[Served, ChatResult]:
-        attempts: list[Attempt] = []
+        """`attempts`, when given, is filled in as attempts are made (the caller
+        sees them even when this raises)."""
+        attempts = [] if attempts is None else attempts
         refusals: list[InvalidRequestError] = []
         for info in candidates:
             started = self._start(info, deadline, attempts)
@@ -116,8 +125,14 @@ class FailoverRunner:
             return Served(info, attempts), result
         raise self._exhausted(attempts, deadline, refusals)
 
-    async def open_stream(self, candidates: list[ModelInfo], body: dict[str, Any], deadline: Deadline) -> StreamServed:
-        attempts: list[Attempt] = []
+    async def open_stream(
+        self,
+        candidates: list[ModelInfo],
+        body: dict[str, Any],
+        deadline: Deadline,
+        attempts: list[Attempt] | None = None,
+    ) -> StreamServed:
+        attempts = [] if attempts is None else attempts
         refusals: list[InvalidRequestError] = []
         for info in candidates:
             started = self._start(info, deadline, attempts)
@@ -174,6 +189,9 @@ class FailoverRunner:
         latency = (now - started) * 1000
         breaker = self.health.breaker(info.provider.name)
         attempts.append(Attempt(info.provider.name, info.id, exc.status, exc.message, latency, exc.kind))
+        if log.isEnabledFor(logging.DEBUG):
+            fields = {"provider": info.provider.name, "model": info.id, "kind": exc.kind, "status": exc.status}
+            log.debug("attempt failed: %s", exc.message, extra={"fields": {**fields, "latency_ms": round(latency, 1)}})
         if not exc.failover:
             breaker.release()
             raise _client_error(exc, attempts)

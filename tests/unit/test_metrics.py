@@ -32,7 +32,7 @@ def record(**fields: Any) -> RequestRecord:
         "model": "openai/gpt-4o-mini",
         "provider": "openai",
         "attempts": [{"provider": "openai", "model": "openai/gpt-4o-mini", "status": 200, "error": None,
-                      "kind": None, "latency_ms": 300.0}],
+                      "latency_ms": 300.0}],
         "status": 200,
         "error_type": None,
         "prompt_tokens": 10,
@@ -105,13 +105,14 @@ def test_label_values_stay_bounded_and_never_carry_ids(metrics: Metrics) -> None
 
 
 def test_each_failed_attempt_counts_as_an_upstream_error_by_kind(metrics: Metrics) -> None:
-    failed = [
-        {"provider": "mistral", "status": 503, "error": "busy", "kind": "http", "latency_ms": 5.0},
-        {"provider": "mistral", "status": None, "error": "slow", "kind": "timeout", "latency_ms": 2000.0},
-        {"provider": "anthropic", "status": 429, "error": "limit", "kind": "http", "latency_ms": 5.0},
-        {"provider": "openai", "status": 200, "error": None, "kind": None, "latency_ms": 100.0},
+    attempts = [
+        {"provider": "mistral", "status": 503, "error": "busy", "latency_ms": 5.0},
+        {"provider": "mistral", "status": None, "error": "slow", "latency_ms": 2000.0},
+        {"provider": "anthropic", "status": 429, "error": "limit", "latency_ms": 5.0},
+        {"provider": "openai", "status": 200, "error": None, "latency_ms": 100.0},
     ]
-    MetricsRecorder(metrics).record(record(attempts=failed, latency_ms=2111.0))
+    kinds = ["http", "timeout", "http", None]
+    MetricsRecorder(metrics).record(record(attempts=attempts, attempt_kinds=kinds, latency_ms=2111.0))
     assert value(metrics, "ccapi_upstream_errors_total", provider="mistral", kind="5xx") == 1
     assert value(metrics, "ccapi_upstream_errors_total", provider="mistral", kind="timeout") == 1
     assert value(metrics, "ccapi_upstream_errors_total", provider="anthropic", kind="429") == 1
@@ -124,26 +125,31 @@ def test_each_failed_attempt_counts_as_an_upstream_error_by_kind(metrics: Metric
     assert value(metrics, "ccapi_upstream_duration_seconds_sum", **call) == pytest.approx(2.11)
 
 
+def test_a_served_stream_that_breaks_counts_as_an_upstream_error(metrics: Metrics) -> None:
+    MetricsRecorder(metrics).record(record(stream=True, status=502, attempt_kinds=["stream"]))
+    assert value(metrics, "ccapi_upstream_errors_total", provider="openai", kind="stream") == 1
+
+
 @pytest.mark.parametrize(
-    ("attempt", "kind"),
+    ("status", "kind", "label"),
     [
-        ({"kind": "http", "status": 500}, "5xx"),
-        ({"kind": "http", "status": 502}, "5xx"),
-        ({"kind": "http", "status": 429}, "429"),
-        ({"kind": "http", "status": 401}, "4xx"),
-        ({"kind": "connect", "status": None}, "connect"),
-        ({"kind": "timeout", "status": None}, "timeout"),
-        ({"kind": "malformed", "status": 200}, "malformed"),
-        ({"kind": "stream", "status": None}, "stream"),
-        ({"kind": "surprise", "status": None}, "other"),
-        # Attempts recorded without a kind (older rows, other routes): by status.
-        ({"status": 503}, "5xx"),
-        ({"status": 404}, "4xx"),
-        ({"status": None}, "other"),
+        (500, "http", "5xx"),
+        (502, "http", "5xx"),
+        (429, "http", "429"),
+        (401, "http", "4xx"),
+        (None, "connect", "connect"),
+        (None, "timeout", "timeout"),
+        (200, "malformed", "malformed"),
+        (200, "stream", "stream"),
+        (None, "surprise", "other"),
+        # Attempts recorded without a kind (other routes): by status.
+        (503, None, "5xx"),
+        (404, None, "4xx"),
+        (None, None, "other"),
     ],
 )
-def test_attempt_error_kind(attempt: dict[str, Any], kind: str) -> None:
-    assert attempt_error_kind(attempt) == kind
+def test_attempt_error_kind(status: int | None, kind: str | None, label: str) -> None:
+    assert attempt_error_kind(status, kind) == label
 
 
 def test_state_gauges_read_breakers_ledger_and_job_sources_at_scrape(metrics: Metrics) -> None:
