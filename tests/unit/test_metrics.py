@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -217,3 +219,19 @@ def test_the_access_line_in_logfmt() -> None:
 )  # fmt: skip
 def test_logfmt_values_are_quoted_and_escaped_when_needed(raw: object, rendered: str) -> None:
     assert logfmt_value(raw) == rendered
+
+
+def test_the_grafana_dashboard_queries_only_metrics_the_gateway_exports(metrics: Metrics) -> None:
+    exported = {
+        family.name + suffix
+        for family in metrics.registry.collect()
+        for suffix in ("", "_total", "_bucket", "_sum", "_count")
+    }
+    dashboard = orjson.loads((Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_bytes())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bccapi_[a-z_]+", target["expr"])
+    }
+    assert used and used <= exported, used - exported
