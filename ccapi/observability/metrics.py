@@ -128,12 +128,15 @@ class Metrics:
             ("route", "method", "status"), registry=r,
         )  # fmt: skip
         self.http_duration = Histogram(
-            "ccapi_http_request_duration_seconds", "HTTP request duration (to the end of the body).",
+            "ccapi_http_request_duration_seconds", "HTTP request duration (to the end of the body), "
+            "routes other than model calls (see ccapi_request_duration_seconds).",
             ("route",), buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.in_flight = Gauge(
             "ccapi_http_requests_in_flight", "Requests being served.", registry=r, multiprocess_mode="livesum"
         )
+        # Counted as a plain int on the request path, copied to the gauge when scraped.
+        self.in_flight_now = 0
         self.requests = Counter(
             "ccapi_requests", "Model-calling requests by route, status, provider and served model.",
             ("route", "status", "provider", "model"), registry=r,
@@ -215,6 +218,7 @@ class Metrics:
 
     def refresh(self) -> None:
         """Read the state gauges from their sources (at scrape time)."""
+        self.in_flight.set(self.in_flight_now)
         if self._health is not None:
             for provider, state in self._health.states().items():
                 if provider in self.providers:
@@ -331,8 +335,12 @@ class MetricsRecorder:
 
 
 class HttpMetrics:
-    """Pure ASGI: every HTTP request's route template, status and duration,
-    and the requests in flight."""
+    """Pure ASGI: every HTTP request's route template and status, the
+    duration of those FastAPI serves, and the requests in flight.
+
+    The fast path's model calls (`fast_routes`) are only counted here: their
+    duration is `ccapi_request_duration_seconds`, from their record, so the
+    hot path does not pay for a second histogram."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, fast_routes: Iterable[str] = ()) -> None:
         self.app = app
@@ -354,17 +362,18 @@ class HttpMetrics:
                 status = message["status"]
             await send(message)
 
-        in_flight = self.metrics.in_flight
-        in_flight.inc()
+        metrics = self.metrics
+        metrics.in_flight_now += 1
         try:
             await self.app(scope, receive, send_status)
         finally:
-            in_flight.dec()
-            self._observe(scope, status, time.perf_counter() - started)
+            metrics.in_flight_now -= 1
+            self._observe(scope, status, started)
 
-    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+    def _observe(self, scope: Scope, status: int, started: float) -> None:
         path = scope.get("path", "")
         template = self.fast_routes.get(path)
+        fast = template is not None
         if template is None:
             route = scope.get("route")
             # path_format: `/models/{provider}/{model}`, without `:path` converters.
@@ -379,10 +388,11 @@ class HttpMetrics:
             label = _template(template) if template != UNMATCHED else UNMATCHED
             children = self._children[key] = (
                 self.metrics.http_requests.labels(label, method, str(status)),
-                self.metrics.http_duration.labels(label),
+                None if fast else self.metrics.http_duration.labels(label),
             )
         children[0].inc()
-        children[1].observe(seconds)
+        if children[1] is not None:
+            children[1].observe(time.perf_counter() - started)
 
 
 def _template(path: str) -> str:
