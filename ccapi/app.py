@@ -34,11 +34,12 @@ from ccapi.billing.ratelimit import MemoryRateLimiter, RateLimiter
 from ccapi.billing.service import BillingService
 from ccapi.catalog.catalog import Catalog
 from ccapi.config import Settings
-from ccapi.core.recorder import AccessLogRecorder
+from ccapi.core.recorder import AccessLogRecorder, Recorders
 from ccapi.files.store import FileStore, file_backend, new_signing_key
 from ccapi.jobs.runner import JobRunner
 from ccapi.jobs.store import JobStore
 from ccapi.media.image_service import ImageService
+from ccapi.observability.metrics import HttpMetrics, Metrics, MetricsRecorder
 from ccapi.providers.registry import ProviderConfig, ProviderRegistry, resolve_providers
 from ccapi.routing.chat import ChatService
 from ccapi.routing.failover import FailoverRunner
@@ -76,6 +77,7 @@ class Gateway:
     jobs: JobStore
     images: ImageService
     runner: JobRunner
+    metrics: Metrics
     # Set when CCAPI_REDIS_URL is: the rate limiter shared by all instances.
     redis: RedisRateLimiter | None = None
 
@@ -107,6 +109,7 @@ class Gateway:
         await self.store.release_expired()
         await self.keys.start()
         self.ledger.start()
+        self.metrics.start()
         self.billing.credit.start()
         self.runner.start()
         self._sweeper = asyncio.create_task(self._sweep(), name="ccapi-reservation-sweeper")
@@ -116,6 +119,7 @@ class Gateway:
         await self.runner.stop()
         await self.billing.credit.close()
         await self.ledger.close()
+        await self.metrics.stop()
         await self.keys.stop()
         await self.registry.close()
         await self.store.close()
@@ -155,6 +159,8 @@ def build_gateway(settings: Settings) -> Gateway:
     store = Store(settings.database_url)
     keys = KeyCache(store)
     ledger = LedgerWriter(store)
+    metrics = Metrics(catalog.models, providers)
+    metrics.watch(health, ledger)
     redis = _redis_limiter(settings.redis_url) if settings.redis_url else None
     limiter: RateLimiter = redis if redis is not None else MemoryRateLimiter()
     billing = BillingService(
@@ -171,7 +177,7 @@ def build_gateway(settings: Settings) -> Gateway:
         how_to_configure={name: p.how_to_configure() for name, p in providers.items()},
         runner=runner,
         health=health,
-        recorder=AccessLogRecorder(),
+        recorder=Recorders([AccessLogRecorder(), MetricsRecorder(metrics)]),
         request_timeout=settings.request_timeout,
         max_models=settings.max_models,
         billing=billing,
@@ -206,6 +212,7 @@ def build_gateway(settings: Settings) -> Gateway:
         webhook_secret=webhook_secret,
         allow_private_urls=settings.allow_private_urls,
     )
+    metrics.watch_job_queue(lambda: job_runner.queue_depth)
     return Gateway(
         settings,
         catalog,
@@ -222,6 +229,7 @@ def build_gateway(settings: Settings) -> Gateway:
         jobs,
         images,
         job_runner,
+        metrics,
         redis=redis,
     )
 
@@ -268,12 +276,15 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
 
 
 def _install_outer_layers(app: FastAPI) -> None:
-    """Request ids around everything, then the fast path for model calls,
-    then FastAPI's own stack (see FastPath for the measurement behind it)."""
+    """Request ids around everything, then the HTTP metrics, then the fast
+    path for model calls, then FastAPI's own stack (see FastPath for the
+    measurement behind it)."""
     build_stack = app.build_middleware_stack
-    routes = {("POST", path): chat_routes.chat_endpoint for path in ("/chat/completions", "/v1/chat/completions")}
+    fast_paths = ("/chat/completions", "/v1/chat/completions")
+    routes = {("POST", path): chat_routes.chat_endpoint for path in fast_paths}
+    metrics: Metrics = app.state.gateway.metrics
 
     def build() -> ASGIApp:
-        return RequestIdMiddleware(FastPath(build_stack(), app, routes))
+        return RequestIdMiddleware(HttpMetrics(FastPath(build_stack(), app, routes), metrics, fast_paths))
 
     app.build_middleware_stack = build  # type: ignore[method-assign]

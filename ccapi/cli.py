@@ -20,6 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ccapi.app import create_app
     from ccapi.catalog.catalog import CatalogError
     from ccapi.config import load_settings
+    from ccapi.observability.logs import configure_logging
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
@@ -28,7 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (ValidationError, CatalogError, ValueError) as exc:
         print(f"ccapi: cannot start: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     log = logging.getLogger("ccapi")
     if settings.master_key is None:
         log.warning("CCAPI_MASTER_KEY is not set: every authenticated route answers 401 until it is.")
@@ -47,6 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        # Uvicorn's loggers go through our root handler (one format for every line).
+        log_config=None,
         log_level=settings.log_level,
         timeout_graceful_shutdown=30,
     )

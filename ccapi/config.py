@@ -130,6 +130,8 @@ class Settings(BaseSettings):
     # Let user-given URLs (input images, webhooks) reach private/loopback addresses (development, tests).
     allow_private_urls: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Every log line, the per-request access line included: JSON objects or logfmt.
+    log_format: Literal["json", "logfmt"] = "json"
 
     attempt_timeout: float = Field(default=60.0, gt=0)
     request_timeout: float = Field(default=300.0, gt=0)

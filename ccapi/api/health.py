@@ -1,14 +1,18 @@
-"""GET /health (liveness) and GET /health/ready (each dependency checked)."""
+"""GET /health (liveness), GET /health/ready (each dependency checked) and
+GET /metrics (Prometheus; admin keys only)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
-from ccapi.api.deps import gateway_of
+from ccapi.api.deps import Principal, admin, gateway_of
 from ccapi.api.errors import error_response
 from ccapi.api.responses import json_response
 from ccapi.core.errors import ProviderUnavailableError
+from ccapi.observability.metrics import CONTENT_TYPE
 from ccapi.schemas.errors import ErrorResponse
 
 router = APIRouter(tags=["Operations"])
@@ -30,3 +34,14 @@ async def ready(request: Request) -> Response:
         return json_response({"status": "ok", "checks": checks})
     down = ", ".join(k for k, v in checks.items() if v != "ok")
     return error_response(ProviderUnavailableError(f"Not ready: {down}.", code="not_ready", details={"checks": checks}))
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (admin keys only)",
+    description="Requests, latency histograms, tokens, cost, upstream errors by provider, breaker state, "
+    "queue depths, in the Prometheus text format (docs/operations.md).",
+    responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request, _: Annotated[Principal, Depends(admin)]) -> Response:
+    return Response(gateway_of(request).metrics.render(), media_type=CONTENT_TYPE)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections import deque
 from typing import Any
 
 from ccapi.storage.store import Settlement, Store
@@ -31,16 +33,24 @@ class LedgerWriter:
         self._closing = False
         self.written = 0
         self.dropped = 0
+        # When each entry not yet written was submitted, oldest first (the
+        # queue is FIFO and a batch is taken from its head), for `lag`.
+        self._submitted: deque[float] = deque()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="ccapi-ledger")
 
     def submit(self, settlement: Settlement | None, row: dict[str, Any] | None) -> None:
         self._queue.put_nowait((settlement, row))
+        self._submitted.append(time.monotonic())
 
     @property
     def pending(self) -> int:
         return self._queue.qsize()
+
+    def lag(self) -> float:
+        """Seconds the oldest entry not yet written has waited (0 when none)."""
+        return time.monotonic() - self._submitted[0] if self._submitted else 0.0
 
     async def close(self) -> None:
         """Write everything still queued, then stop."""
@@ -61,6 +71,8 @@ class LedgerWriter:
                 batch.append(self._queue.get_nowait())
             await self._write(batch)
             for _ in batch:
+                if self._submitted:
+                    self._submitted.popleft()
                 self._queue.task_done()
 
     async def _write(self, batch: list[tuple[Settlement | None, dict[str, Any] | None]]) -> None:

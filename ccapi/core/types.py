@@ -70,7 +70,21 @@ class RequestRecord:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     stream: bool = False
+    # The upstream's share of latency_ms when it is not just the attempts'
+    # (a stream: its attempts to the first event, then the relay to its end).
+    upstream_ms: float | None = None
+    # How each failed attempt failed (connect, timeout, http, ...; None for a
+    # success), in the order of `attempts`, for the metrics. Kept apart
+    # because `attempts` has the contract's shape. Empty when not known.
+    attempt_kinds: list[str | None] = field(default_factory=list)
 
     @property
     def cost(self) -> Decimal:
         return self.input_cost + self.output_cost
+
+    @property
+    def upstream_latency_ms(self) -> float:
+        """The time spent waiting on providers: `upstream_ms` when set, else the attempts' sum."""
+        if self.upstream_ms is not None:
+            return self.upstream_ms
+        return float(sum(a.get("latency_ms") or 0.0 for a in self.attempts))

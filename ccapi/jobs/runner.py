@@ -40,6 +40,7 @@ CANCELLED_STATUS = 499
 WEBHOOK_TIMEOUT = 10.0
 WEBHOOK_MAX_ATTEMPTS = 12
 WEBHOOK_MAX_BACKOFF = 600.0
+DEPTH_REFRESH_SECONDS = 5.0
 
 
 def webhook_signature(secret: str, body: bytes) -> str:
@@ -115,6 +116,10 @@ class JobRunner:
         self._loop: asyncio.Task[None] | None = None
         self._stopping = False
         self.healthy = True
+        # Jobs pending or running on every instance (the metrics' job queue
+        # depth), refreshed every DEPTH_REFRESH_SECONDS.
+        self.queue_depth = 0
+        self._depth_at = 0.0
 
     def start(self) -> None:
         self.images.wake = self._wake.set
@@ -169,6 +174,9 @@ class JobRunner:
                         delivery = asyncio.create_task(self._deliver(job), name=f"ccapi-webhook-{job.id}")
                         self._deliveries.add(delivery)
                         delivery.add_done_callback(self._deliveries.discard)
+                if time.monotonic() - self._depth_at > DEPTH_REFRESH_SECONDS:
+                    self.queue_depth = await self.jobs.depth()
+                    self._depth_at = time.monotonic()
                 self.healthy = True
             except asyncio.CancelledError:
                 raise

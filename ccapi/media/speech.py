@@ -591,7 +591,7 @@ class SpeechService:
         now = time.monotonic()
         latency = (now - started) * 1000
         breaker = self.health.breaker(info.provider.name)
-        attempts.append(Attempt(info.provider.name, info.id, exc.status, exc.message, latency))
+        attempts.append(Attempt(info.provider.name, info.id, exc.status, exc.message, latency, kind=exc.kind))
         if not exc.failover:
             breaker.release()
             raise InvalidRequestError(

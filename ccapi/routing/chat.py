@@ -89,6 +89,7 @@ class ChatService:
         `asked`: the request's latency headers (TTFT deadline, hedge delay)."""
         record.stream = bool(req.stream)
         admission: Admission | None = None
+        attempts: list[Attempt] = []
         try:
             candidates = self._plan(req, body, record)
             if self.billing is not None:
@@ -97,10 +98,11 @@ class ChatService:
             deadline = Deadline(self.request_timeout)
             limits = self.latency.plan(candidates, asked)
             if req.stream:
-                served = await self.runner.open_stream(candidates, body, deadline, limits)
+                served = await self.runner.open_stream(candidates, body, deadline, limits, attempts)
                 return self._stream_response(req, body, served, deadline, record, admission)
-            return await self._complete(candidates, body, deadline, limits, record, admission)
+            return await self._complete(candidates, body, deadline, limits, record, admission, attempts)
         except CCAPIError as exc:
+            record.attempt_kinds = [a.kind for a in attempts]
             if admission is not None:
                 exc.headers = {**admission.headers, **exc.headers}
             await self._finish_failed(record, exc, admission)
@@ -135,8 +137,9 @@ class ChatService:
         limits: list[CandidateLatency] | None,
         record: RequestRecord,
         admission: Admission | None,
+        attempts: list[Attempt],
     ) -> Response:
-        served, result = await self.runner.complete(candidates, body, deadline, limits)
+        served, result = await self.runner.complete(candidates, body, deadline, limits, attempts)
         info = served.model
         input_cost, output_cost = info.prices.cost(result.usage)
         payload = {
@@ -170,7 +173,7 @@ class ChatService:
         if admission is not None:
             headers.update(admission.headers)
         return StreamingResponse(
-            self._relay(served, body, include_usage, deadline, record, admission),
+            self._relay(served, body, include_usage, deadline, record, admission, time.monotonic()),
             media_type="text/event-stream",
             headers=headers,
         )
@@ -183,6 +186,7 @@ class ChatService:
         deadline: Deadline,
         record: RequestRecord,
         admission: Admission | None,
+        opened: float,
     ) -> AsyncIterator[bytes]:
         info, stream = served.model, served.stream
         base: dict[str, Any] = {
@@ -210,10 +214,17 @@ class ChatService:
                 raise AttemptError("stream", f"{info.provider.name} ended the stream before it was complete")
         except AttemptError as exc:
             error = _stream_error(exc.message)
+            for attempt in served.attempts:  # the served provider failed after all
+                if attempt.status == 200 and attempt.provider == info.provider.name:
+                    attempt.kind = exc.kind
         except CCAPIError as exc:
             error = exc
         finally:
             await stream.aclose()
+            # The upstream's share: every attempt to its first event, then the
+            # served stream from there to its end (for the overhead metric).
+            relayed = time.monotonic() - opened
+            record.upstream_ms = sum(a.latency_ms for a in served.attempts) + relayed * 1000
             usage = _delivered_usage(stream.usage, body, delivered_chars)
             input_cost, output_cost = info.prices.cost(usage)
             if error is not None:
@@ -246,6 +257,7 @@ class ChatService:
             if attempt.status == 200:
                 attempt.cost = input_cost + output_cost
         record.attempts = [_priced(a) for a in attempts]
+        record.attempt_kinds = [a.kind for a in attempts]
         record.status = status
         record.prompt_tokens, record.completion_tokens = usage.prompt_tokens, usage.completion_tokens
         record.input_cost, record.output_cost = input_cost, output_cost

@@ -10,6 +10,7 @@ candidate beside a slow one; without them no timer or task is added.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from ccapi.providers.base import AttemptError, ChatStream, ProviderAdapter, Upst
 from ccapi.routing.health import HealthBook
 from ccapi.routing.latency import NO_LIMITS, CandidateLatency
 
+log = logging.getLogger("ccapi.failover")
+
 
 @dataclass(slots=True)
 class Attempt:
@@ -40,6 +43,10 @@ class Attempt:
     # USD this attempt delivered (set by the chat service for the ledger);
     # None where it is not priced per attempt.
     cost: Decimal | None = None
+    # How it failed (AttemptError.kind: connect, timeout, http, malformed,
+    # stream, ttft); None when it succeeded. Not in the contract's attempt
+    # object: it reaches the metrics through RequestRecord.attempt_kinds.
+    kind: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -142,8 +149,11 @@ class FailoverRunner:
         body: dict[str, Any],
         deadline: Deadline,
         limits: list[CandidateLatency] | None = None,
+        attempts: list[Attempt] | None = None,
     ) -> tuple[Served, ChatResult]:
-        won = await self._run(candidates, body, deadline, limits, _complete, _discard_result)
+        """`attempts`, when given, is filled in as attempts are made (the caller
+        sees them even when this raises)."""
+        won = await self._run(candidates, body, deadline, limits, _complete, _discard_result, attempts)
         return Served(won.model, won.attempts), won.value
 
     async def open_stream(
@@ -152,8 +162,9 @@ class FailoverRunner:
         body: dict[str, Any],
         deadline: Deadline,
         limits: list[CandidateLatency] | None = None,
+        attempts: list[Attempt] | None = None,
     ) -> StreamServed:
-        won = await self._run(candidates, body, deadline, limits, _peek, _discard_stream)
+        won = await self._run(candidates, body, deadline, limits, _peek, _discard_stream, attempts)
         ttft = (time.monotonic() - won.started) * 1000
         peeked = won.value
         return StreamServed(won.model, won.attempts, peeked.stream, peeked.iterator, peeked.first, ttft)
@@ -166,11 +177,12 @@ class FailoverRunner:
         limits: list[CandidateLatency] | None,
         attempt: _AttemptFn[T],
         discard: Callable[[ModelInfo, T], Awaitable[Decimal]],
+        attempts: list[Attempt] | None = None,
     ) -> _Won[T]:
         """One candidate after another; with a hedge delay, see `_race`."""
+        attempts = [] if attempts is None else attempts
         if limits is not None and any(limit.hedge is not None for limit in limits[:-1]):
-            return await self._race(candidates, body, deadline, limits, attempt, discard)
-        attempts: list[Attempt] = []
+            return await self._race(candidates, body, deadline, limits, attempt, discard, attempts)
         refusals: list[InvalidRequestError] = []
         for i, info in enumerate(candidates):
             started = self._start(info, deadline, attempts)
@@ -198,12 +210,12 @@ class FailoverRunner:
         limits: list[CandidateLatency],
         attempt: _AttemptFn[T],
         discard: Callable[[ModelInfo, T], Awaitable[Decimal]],
+        attempts: list[Attempt],
     ) -> _Won[T]:
         """Hedged: when the latest attempt has not answered within its hedge
         delay, the next candidate starts beside it; a failed attempt is
         replaced at once. The first to answer wins; the others are cancelled
         (their connections closed)."""
-        attempts: list[Attempt] = []
         refusals: list[InvalidRequestError] = []
         running: dict[asyncio.Task[T], _Running] = {}
         waiting = iter(range(len(candidates)))
@@ -315,7 +327,10 @@ class FailoverRunner:
         now = time.monotonic()
         latency = (now - started) * 1000
         breaker = self.health.breaker(info.provider.name)
-        attempts.append(Attempt(info.provider.name, info.id, exc.status, exc.message, latency))
+        attempts.append(Attempt(info.provider.name, info.id, exc.status, exc.message, latency, kind=exc.kind))
+        if log.isEnabledFor(logging.DEBUG):
+            fields = {"provider": info.provider.name, "model": info.id, "kind": exc.kind, "status": exc.status}
+            log.debug("attempt failed: %s", exc.message, extra={"fields": {**fields, "latency_ms": round(latency, 1)}})
         if not exc.failover:
             breaker.release()
             raise _client_error(exc, attempts)

@@ -88,6 +88,10 @@ class HealthBook:
             found = self._breakers[provider] = CircuitBreaker(self._threshold, self._reset)
         return found
 
+    def states(self) -> dict[str, BreakerState]:
+        """Each provider's breaker state (providers never called have none yet)."""
+        return {name: b.state for name, b in self._breakers.items()}
+
     def open_providers(self, now: float | None = None) -> frozenset[str]:
         now = time.monotonic() if now is None else now
         return frozenset(name for name, b in self._breakers.items() if b.is_open(now))
