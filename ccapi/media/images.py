@@ -25,6 +25,7 @@ import orjson
 from ccapi.catalog.catalog import ModelInfo
 from ccapi.catalog.pricing import MILLION, round_usd
 from ccapi.core.errors import InvalidRequestError
+from ccapi.core.redact import redact_secrets
 from ccapi.core.tokens import estimate_text_tokens
 from ccapi.media.upstream_task import UPSTREAM_TASK
 from ccapi.providers.registry import ProviderConfig
@@ -577,7 +578,7 @@ def attempt_entry(info: ModelInfo, status: int | None, error: str | None, starte
 async def checked_json(resp: aiohttp.ClientResponse) -> Any:
     raw = await resp.read()
     if resp.status >= 400:
-        message = _upstream_message(raw) or f"HTTP {resp.status}"
+        message = redact_secrets(_upstream_message(raw) or f"HTTP {resp.status}")
         raise AttemptFailed(resp.status, f"HTTP {resp.status}: {message}", client_error=resp.status in (400, 422))
     try:
         return orjson.loads(raw)
@@ -594,14 +595,17 @@ def _upstream_message(raw: bytes) -> str | None:
         err = body.get("error")
         if isinstance(err, dict) and isinstance(err.get("message"), str):
             return str(err["message"])
-        for key in ("message", "name", "detail"):
-            if isinstance(body.get(key), str):
-                return str(body[key])
+        if isinstance(body.get("message"), str):
+            return str(body["message"])
+        # Stability: {"id", "name": "bad_request", "errors": ["the reason", ...]}
+        if isinstance(body.get("errors"), list) and body["errors"]:
+            return str(body["errors"][0])
         detail = body.get("detail")  # FastAPI validation errors (BFL): [{"loc", "msg", ...}]
         if isinstance(detail, list) and detail and isinstance(detail[0], dict) and "msg" in detail[0]:
             return str(detail[0]["msg"])
-        if isinstance(body.get("errors"), list) and body["errors"]:
-            return str(body["errors"][0])
+        for key in ("detail", "name"):
+            if isinstance(body.get(key), str):
+                return str(body[key])
     return None
 
 

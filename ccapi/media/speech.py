@@ -48,6 +48,7 @@ from ccapi.core.errors import (
     UpstreamError,
 )
 from ccapi.core.recorder import Recorder
+from ccapi.core.redact import redact_secrets
 from ccapi.core.types import RequestRecord
 from ccapi.files.store import FileStore
 from ccapi.media import audio
@@ -297,7 +298,7 @@ async def _post_audio(
 
 
 def _http_error(provider: str, status: int, data: bytes) -> AttemptError:
-    message = _upstream_message(data) or f"HTTP {status}"
+    message = redact_secrets(_upstream_message(data) or f"HTTP {status}")
     text = f"{provider} returned {status}: {message}"
     if status in (400, 413, 422):
         return AttemptError("http", text, status=status, failover=False, client_status=413 if status == 413 else 400)

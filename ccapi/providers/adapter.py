@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from ccapi.core.redact import redact_secrets
 from ccapi.core.sse import iter_events
 from ccapi.core.types import ChatResult, Usage
 from ccapi.providers.base import AttemptError, Dialect, StreamError, StreamTranslator, UpstreamCall, ttft_missed
@@ -110,9 +111,9 @@ class HTTPAdapter:
         try:
             data: Any = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return raw[:200].decode("utf-8", "replace").strip()
+            return redact_secrets(raw[:200].decode("utf-8", "replace").strip())
         try:
-            return self.dialect.error_message(status, data)
+            return redact_secrets(self.dialect.error_message(status, data))
         except Exception:  # a garbage error body must not hide the status
             return ""
 
