@@ -9,6 +9,11 @@ LiteLLM:
 - streaming time to first byte (first SSE body byte) at concurrency 1 (this process, raw sockets);
 - idle resident memory of the server's process tree after the load, idle.
 
+`ccapi-w2` is CCAPI again with `--workers 2` (two worker processes, rate
+limits in the database): pinned like the single process, so on a 2-core
+machine both workers share the server core (the same CPU budget; on more
+cores see WORKER_CORES).
+
 CPU placement (2+ cores): the server under test runs alone on core 1; the load
 generator (wrk, and this process for streaming) and, when a gateway is under
 test, the simulator share core 0. See docs/benchmarks.md.
@@ -98,7 +103,18 @@ def _cores() -> tuple[int | None, int | None]:
 SERVER_CORE, LOAD_CORE = _cores()
 
 
-def pinned(core: int | None, cmd: list[str]) -> list[str]:
+def _worker_cores() -> str | None:
+    """The cores of `ccapi-w2`: every core but the load core (on 2 cores: the server core)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if LOAD_CORE is None:
+        return None
+    return ",".join(str(c) for c in cpus if c != LOAD_CORE)
+
+
+WORKER_CORES = _worker_cores()
+
+
+def pinned(core: int | str | None, cmd: list[str]) -> list[str]:
     return cmd if core is None else ["taskset", "-c", str(core), *cmd]
 
 
@@ -199,7 +215,7 @@ class Server:
             return ""
 
 
-def spawn(name: str, cmd: list[str], env: dict[str, str], port: int, logdir: Path, core: int | None) -> Server:
+def spawn(name: str, cmd: list[str], env: dict[str, str], port: int, logdir: Path, core: int | str | None) -> Server:
     log = logdir / f"{name}-{port}.log"
     with log.open("wb") as fh:
         t0 = time.perf_counter_ns()
@@ -732,8 +748,8 @@ def fmt(v: Any, digits: int = 2) -> str:
 
 
 def report(results: dict[str, dict[str, Any]], derived: dict[str, Any], checks: list[dict[str, Any]]) -> str:
-    names = [n for n in ("direct", "ccapi", "litellm") if n in results]
-    heads = {"direct": "direct (sim)", "ccapi": "CCAPI", "litellm": "LiteLLM"}
+    names = [n for n in ("direct", "ccapi", "ccapi-w2", "litellm") if n in results]
+    heads = {"direct": "direct (sim)", "ccapi": "CCAPI", "ccapi-w2": "CCAPI 2 workers", "litellm": "LiteLLM"}
 
     def get(name: str, *path: str) -> Any:
         v: Any = results[name]
@@ -887,7 +903,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--py-spy", default=None, help="py-spy executable: profile CCAPI at c=64")
     ap.add_argument("--no-profile", action="store_true", help="skip the py-spy profile and the GC count")
     ap.add_argument("--quick", action="store_true", help="shorter points, one start each (a smoke run)")
-    ap.add_argument("--targets", default="direct,ccapi,litellm", help="comma-separated subset")
+    ap.add_argument("--targets", default="direct,ccapi,ccapi-w2,litellm", help="comma-separated subset")
     ap.add_argument("--keep-logs", action="store_true", help="keep the servers' logs and databases")
     args = ap.parse_args(argv)
     args.litellm = str(Path(args.litellm).absolute())  # the servers run in a scratch directory
@@ -935,10 +951,10 @@ def main(argv: list[str] | None = None) -> int:
         set_affinity(sim.pid, LOAD_CORE)
         sim_base = f"http://{HOST}:{sim.port}/v1"
 
-        if "ccapi" in wanted:
-            n = 0
+        n = 0
+        if "ccapi" in wanted or "ccapi-w2" in wanted:
 
-            def start_ccapi(gc_probe: Path | None = None) -> Server:
+            def start_ccapi(gc_probe: Path | None = None, workers: int = 1) -> Server:
                 nonlocal n
                 n += 1
                 port = free_port()
@@ -952,12 +968,20 @@ def main(argv: list[str] | None = None) -> int:
                 cmd = [ccapi_bin, "serve", "--host", HOST, "--port", str(port)]
                 if gc_probe is not None:
                     cmd = [sys.executable, str(BENCH_DIR / "gc_probe.py"), str(gc_probe), *cmd[1:]]
+                if workers > 1:
+                    cmd += ["--workers", str(workers)]
+                    return spawn(f"ccapi-w{workers}", cmd, env, port, workdir, WORKER_CORES)
                 return spawn("ccapi", cmd, env, port, workdir, SERVER_CORE)
 
+        if "ccapi" in wanted:
             target = Target("ccapi", MASTER_KEY, GATEWAY_MODEL)
             results["ccapi"], _ = benchmark(target, start_ccapi, plan, profile=profiler)
             if diagnose:
                 results["ccapi"]["gc"] = gc_activity(target, start_ccapi, workdir / "gc.jsonl", plan)
+
+        if "ccapi-w2" in wanted:
+            target = Target("ccapi-w2", MASTER_KEY, GATEWAY_MODEL)
+            results["ccapi-w2"], _ = benchmark(target, lambda: start_ccapi(workers=2), plan)
 
         if "litellm" in wanted:
 

@@ -31,6 +31,7 @@ from ccapi.api.openapi import install_openapi
 from ccapi.billing.keys import KeyAuthenticator, KeyCache
 from ccapi.billing.ledger import LedgerWriter
 from ccapi.billing.ratelimit import MemoryRateLimiter, RateLimiter
+from ccapi.billing.ratelimit_db import DatabaseRateLimiter
 from ccapi.billing.service import BillingService
 from ccapi.catalog.catalog import Catalog
 from ccapi.config import Settings
@@ -149,6 +150,17 @@ def _redis_limiter(url: str) -> RedisRateLimiter:
     return RedisRateLimiter(url)
 
 
+def rate_limiter(settings: Settings, store: Store, redis: RedisRateLimiter | None) -> RateLimiter:
+    """Redis when configured (shared by every instance); else, with several
+    worker processes, the database (per-process memory would multiply every
+    limit by the number of workers); else this process's memory (fastest)."""
+    if redis is not None:
+        return redis
+    if settings.workers > 1:
+        return DatabaseRateLimiter(store)
+    return MemoryRateLimiter()
+
+
 def build_gateway(settings: Settings) -> Gateway:
     catalog = Catalog.load(settings.catalog_files, settings.aliases)
     providers = resolve_providers(catalog, settings)
@@ -162,7 +174,7 @@ def build_gateway(settings: Settings) -> Gateway:
     metrics = Metrics(catalog.models, providers)
     metrics.watch(health, ledger)
     redis = _redis_limiter(settings.redis_url) if settings.redis_url else None
-    limiter: RateLimiter = redis if redis is not None else MemoryRateLimiter()
+    limiter = rate_limiter(settings, store, redis)
     billing = BillingService(
         store,
         keys,

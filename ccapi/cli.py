@@ -7,11 +7,16 @@ import argparse
 import gc
 import logging
 import signal
+import socket
 import sys
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from ccapi import admin_cli
+
+if TYPE_CHECKING:
+    from ccapi.config import Settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -22,7 +27,9 @@ def _serve(args: argparse.Namespace) -> int:
     from ccapi.config import load_settings
     from ccapi.observability.logs import configure_logging
 
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    overrides = {
+        k: v for k, v in (("host", args.host), ("port", args.port), ("workers", args.workers)) if v is not None
+    }
     try:
         settings = load_settings(args.config, **overrides)
         app = create_app(settings)
@@ -36,24 +43,52 @@ def _serve(args: argparse.Namespace) -> int:
     hint = admin_cli.first_run_hint(settings, args.config)
     if hint is not None:
         log.warning(hint)
+    options: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "access_log": False,
+        # Uvicorn's loggers go through our root handler (one format for every line).
+        "log_config": None,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+    }
+    if settings.workers > 1:
+        return _serve_workers(settings, options, app)
     tune_gc()
     # Uvicorn re-raises the stop signal once it has drained and shut down; a
     # graceful stop is a success, so let that end in exit code 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        # Uvicorn's loggers go through our root handler (one format for every line).
-        log_config=None,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=30,
-    )
+    uvicorn.run(app, host=settings.host, port=settings.port, **options)
     return 0
+
+
+def _serve_workers(settings: Settings, options: dict[str, Any], app: object) -> int:
+    """`--workers N`: the app built above has validated the configuration and
+    migrated the database; each worker builds its own (ccapi/workers.py)."""
+    import uvicorn
+
+    from ccapi.app import create_app
+    from ccapi.workers import STARTUP_FAILURE, Supervisor
+
+    del app
+
+    from ccapi.observability.metrics import adopt_multiprocess_env
+
+    def serve(sock: socket.socket) -> int:
+        adopt_multiprocess_env()  # the parent imported prometheus_client before the workers' directory was set
+        worker_app = create_app(settings, migrate=False)
+        tune_gc()
+        server = uvicorn.Server(uvicorn.Config(worker_app, host=settings.host, port=settings.port, **options))
+        server.run(sockets=[sock])
+        return 0 if server.started else STARTUP_FAILURE
+
+    tune_gc()  # before the forks: what the workers inherit stays shared (copy-on-write)
+    return Supervisor(settings, serve, GRACEFUL_SECONDS).run()
+
+
+# Seconds a stopping server gives its requests in flight.
+GRACEFUL_SECONDS = 30
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -88,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--port", type=int, default=None, help="listen port (gateway 8000, simulator 9100)")
         sub.add_argument("--config", default=None, help="YAML config file")
         sub.set_defaults(handler=handler)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes serving the port (default 1; CCAPI_WORKERS); see docs/design.md",
+    )
     admin_cli.add_commands(commands)
     args = parser.parse_args(argv)
     return int(args.handler(args))

@@ -115,10 +115,14 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    # Worker processes serving the port (`ccapi serve --workers N`); with more
+    # than one, rate limits are counted in Redis or the database (docs/design.md).
+    workers: int = Field(default=1, ge=1, le=64)
     master_key: SecretStr | None = None
     database_url: str = "sqlite:///./ccapi.db"
     # Shared rate-limit counters for several instances (`redis://host:6379/0`);
-    # unset, each instance counts in memory on its own.
+    # unset, each instance counts on its own (in memory; in the database when
+    # it runs several workers).
     redis_url: str | None = None
     public_url: str | None = None
     # Generated files (images, audio): where they are kept and how long links live.
@@ -156,6 +160,12 @@ class Settings(BaseSettings):
     catalog_files: list[Path] = []
 
     config_file: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _workers_share_a_database(self) -> Settings:
+        if self.workers > 1 and self.database_url.startswith("sqlite") and ":memory:" in self.database_url:
+            raise ValueError("several workers need a database they share: an in-memory SQLite database is not")
+        return self
 
     @model_validator(mode="after")
     def _s3_needs_a_bucket(self) -> Settings:

@@ -78,6 +78,14 @@ def multiprocess_enabled() -> bool:
     return bool(getattr(prom_values.ValueClass, "_multiprocess", False))
 
 
+def adopt_multiprocess_env() -> None:
+    """In a worker forked after PROMETHEUS_MULTIPROC_DIR was set: metrics
+    created from now on write to the shared files, even though
+    prometheus_client was imported (by the parent) before the variable was set."""
+    if os.environ.get(MULTIPROC_ENV) and not multiprocess_enabled():
+        prom_values.ValueClass = prom_values.get_value_class()  # type: ignore[no-untyped-call]
+
+
 def prepare_multiprocess(directory: str | Path) -> Path:
     """Switch worker processes started after this call to multiprocess metrics.
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, case, delete, event, func, insert, select, type_coerce, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ccapi.billing.types import Account, ApiKey
@@ -109,12 +110,17 @@ class Store:
     async def meta_value(self, key: str, default: str) -> str:
         """The stored value of `key`, storing `default` first if there is none
         (several instances starting at once all end up with the same value)."""
-        async with self.write() as conn:
-            found = (await conn.execute(select(instance_meta.c.value).where(instance_meta.c.key == key))).first()
-            if found is None:
-                await conn.execute(insert(instance_meta).values(key=key, value=default, updated_at=func.now()))
-                return default
-            return str(found.value)
+        query = select(instance_meta.c.value).where(instance_meta.c.key == key)
+        try:
+            async with self.write() as conn:
+                found = (await conn.execute(query)).first()
+                if found is None:
+                    await conn.execute(insert(instance_meta).values(key=key, value=default, updated_at=func.now()))
+                    return default
+                return str(found.value)
+        except IntegrityError:  # another instance (a worker) stored its value between our read and write
+            async with self.engine.connect() as conn:
+                return str((await conn.execute(query)).scalar_one())
 
     # -- accounts ---------------------------------------------------------
 

@@ -196,3 +196,14 @@ jobs = Table(
     Index("ix_jobs_webhook", "webhook_state", "webhook_next_at"),
     Index("ix_jobs_model_finished", "model", "status", "finished"),
 )
+
+# The database rate limiter's sliding windows (billing/ratelimit_db.py).
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("limit_key", String(64), primary_key=True),
+    Column("second", BigInteger, primary_key=True, autoincrement=False),
+    Column("requests", Integer, nullable=False),
+    Column("tokens", BigInteger, nullable=False),
+    Index("ix_rate_buckets_second", "second"),
+)

@@ -1,10 +1,12 @@
-"""One set of rate-limit cases, run against both limiters: the in-process one
-and the Redis one (on a throwaway redis-server). Time is simulated with the
-`now` argument; nothing sleeps."""
+"""One set of rate-limit cases, run against every limiter: the in-process one,
+the Redis one (on a throwaway redis-server) and the database one (SQLite and
+a throwaway PostgreSQL). Time is simulated with the `now` argument; nothing
+sleeps."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 import uuid
@@ -18,22 +20,45 @@ from redis.exceptions import RedisError
 
 from ccapi.app import create_app
 from ccapi.billing.ratelimit import Limit, MemoryRateLimiter, RateLimiter
+from ccapi.billing.ratelimit_db import DatabaseRateLimiter
 from ccapi.billing.ratelimit_redis import RedisRateLimiter
 from ccapi.config import load_settings
+from ccapi.storage.migrate import upgrade
+from ccapi.storage.store import Store
+from tests.infra import PostgresServer
 from tests.support import free_port
 
 T = 1_800_000_000.0  # a whole second, so offsets read as seconds into the window
 DURATION = re.compile(r"^(\d+m\d+s|\d+s|0\.\d+s)$")  # OpenAI's `1s`, `6m0s`, `0.5s`
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[RateLimiter]:
+_databases = itertools.count(1)
+
+
+def new_database(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new database at the newest schema: SQLite in tmp_path, or one on the throwaway PostgreSQL."""
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path}/ccapi-{next(_databases)}.db"
+    else:
+        server: PostgresServer = request.getfixturevalue("pg_server")
+        url = server.create_database(f"ccapi_ratelimit_{next(_databases)}")
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["memory", "redis", "sqlite", "postgresql"])
+async def limiter(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RateLimiter]:
     if request.param == "memory":
         yield MemoryRateLimiter()
         return
-    redis = RedisRateLimiter(request.getfixturevalue("redis_url"))
-    yield redis
-    await redis.close()
+    if request.param == "redis":
+        redis = RedisRateLimiter(request.getfixturevalue("redis_url"))
+        yield redis
+        await redis.close()
+        return
+    store = Store(new_database(request.param, request, tmp_path))
+    yield DatabaseRateLimiter(store)
+    await store.close()
 
 
 def key(rpm: int | None = None, tpm: int | None = None) -> Limit:
@@ -153,6 +178,86 @@ async def test_a_correction_older_than_the_window_is_ignored(limiter: RateLimite
     long_ago = time.time() - 61
     await limiter.add_tokens(limits, 50, long_ago)
     assert (await limiter.peek(limits, long_ago)).headers["x-ratelimit-remaining-tokens"] == "100"
+
+
+# -- the database limiter only ----------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_database_limits_hold_across_workers(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Two limiters on two Store instances (two worker processes) racing on one
+    key and one account admit exactly the limit, while token corrections land
+    concurrently (no deadlock)."""
+    url = new_database(kind, request, tmp_path)
+    stores = [Store(url), Store(url)]
+    try:
+        first, second = (DatabaseRateLimiter(store) for store in stores)
+        limits = [key(rpm=25, tpm=10_000), account(rpm=1000, tpm=100_000)]
+        now = time.time()
+        calls = [lim.admit(limits, 10, now) for lim in (first, second) * 40]
+        calls += [lim.add_tokens(limits, 1, now) for lim in (first, second) * 5]
+        results = await asyncio.gather(*calls)
+        verdicts = results[:80]
+        assert sum(v.allowed for v in verdicts) == 25
+        refused = [v for v in verdicts if not v.allowed]
+        assert all((v.scope, v.limit_type, v.limit) == ("key", "requests", 25) for v in refused)
+        assert all(v.reset_seconds >= 1 for v in refused)
+        # Both instances read the same window: 25 requests and their tokens (+10 corrections).
+        for lim in (first, second):
+            headers = (await lim.peek(limits, now)).headers
+            assert headers["x-ratelimit-remaining-requests"] == "0"
+            assert headers["x-ratelimit-remaining-tokens"] == str(10_000 - 25 * 10 - 10)
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_database_buckets_are_pruned(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from sqlalchemy import func, select
+
+    from ccapi.billing import ratelimit_db
+    from ccapi.storage.tables import rate_buckets
+
+    store = Store(new_database("sqlite", request, tmp_path))
+    try:
+        limiter = DatabaseRateLimiter(store)
+        limits = [key(rpm=1000)]
+        for offset in range(0, 120, 2):
+            assert (await limiter.admit(limits, 5, T + offset)).allowed
+        limiter._pruned_at -= ratelimit_db.PRUNE_SECONDS  # as if the last prune were long ago
+        assert (await limiter.admit(limits, 5, T + 120)).allowed
+        async with store.engine.connect() as conn:
+            seconds = (await conn.execute(select(rate_buckets.c.second))).scalars().all()
+            assert (await conn.execute(select(func.count()).select_from(rate_buckets))).scalar_one() == len(seconds)
+        # The anchor and the buckets still in the window (T+62 .. T+120), nothing older.
+        assert sorted(seconds) == [0, *range(int(T) + 62, int(T) + 121, 2)]
+    finally:
+        await store.close()
+
+
+async def test_database_down_fails_open(tmp_path: Path) -> None:
+    store = Store(f"postgresql://nobody:x@127.0.0.1:{free_port()}/none")
+    try:
+        limiter = DatabaseRateLimiter(store)
+        verdict = await limiter.admit([key(rpm=1)], 1)
+        assert verdict.allowed and verdict.headers == {}
+        assert (await limiter.peek([key(rpm=1)])).headers == {}
+        await limiter.add_tokens([key(tpm=1)], 5, time.time())
+    finally:
+        await store.close()
+
+
+def test_several_workers_count_in_the_database_unless_redis_is_set(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    database = f"sqlite:///{tmp_path}/ccapi.db"
+    cases = [({}, MemoryRateLimiter), ({"workers": 2}, DatabaseRateLimiter)]
+    cases.append(({"workers": 2, "redis_url": request.getfixturevalue("redis_url")}, RedisRateLimiter))
+    for overrides, expected in cases:
+        app = create_app(load_settings(database_url=database, **overrides), migrate=False)
+        assert type(app.state.gateway.billing.limiter) is expected
+    with pytest.raises(ValueError, match="in-memory SQLite"):
+        load_settings(database_url="sqlite:///:memory:", workers=2)
 
 
 # -- Redis only ---------------------------------------------------------------------

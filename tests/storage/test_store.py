@@ -156,3 +156,17 @@ async def test_a_negative_adjustment_cannot_take_back_reserved_credit(store: Sto
         await store.add_credits(account.id, Decimal("-0.5"), "too much while 0.8 is held")
     entry = await store.add_credits(account.id, Decimal("-0.2"), "fits beside the hold")
     assert entry is not None and entry["balance_after"] == Decimal("0.8")
+
+
+async def test_instances_starting_together_agree_on_a_stored_value(database_url: str) -> None:
+    """Workers starting at once each offer a new file-signing key: one is stored, all get it."""
+    upgrade(database_url)
+    stores = [Store(database_url) for _ in range(4)]
+    try:
+        for _ in range(3):
+            name = f"k{time.monotonic_ns()}"
+            values = await asyncio.gather(*(s.meta_value(name, f"offer-{i}") for i, s in enumerate(stores)))
+            assert len(set(values)) == 1 and values[0].startswith("offer-")
+    finally:
+        for s in stores:
+            await s.close()
