@@ -209,6 +209,7 @@ def build_gateway(settings: Settings) -> Gateway:
         jobs=jobs,
         recorder=chat.recorder,
         attempt_timeout=settings.attempt_timeout,
+        request_timeout=settings.request_timeout,
         job_hold_ttl=job_hold_ttl,
         allow_private_urls=settings.allow_private_urls,
         webhook_secret=webhook_secret,

@@ -140,6 +140,7 @@ class ImageService:
         jobs: JobStore,
         recorder: Recorder,
         attempt_timeout: float,
+        request_timeout: float,
         job_hold_ttl: float,
         allow_private_urls: bool = False,
         webhook_secret: str | None = None,
@@ -152,6 +153,7 @@ class ImageService:
         self.jobs = jobs
         self.recorder = recorder
         self.attempt_timeout = attempt_timeout
+        self.request_timeout = request_timeout
         self.job_hold_ttl = job_hold_ttl
         self.allow_private_urls = allow_private_urls
         self.webhook_secret = webhook_secret
@@ -256,7 +258,9 @@ class ImageService:
             else:
                 check_model(info)
                 check_contents(req)
-                MULTIMODAL_WIRES[info.provider.api].check(req)
+                wire = MULTIMODAL_WIRES[info.provider.api]
+                wire.check(req)
+                wire.reserve(info, req)  # the model's own 400s, before any input image is fetched
                 task = self.multimodal_task(info, req, await self.input_parts(req))
                 as_job = req.async_ or info.entry.is_async
             config = self.configured(info)
@@ -267,7 +271,9 @@ class ImageService:
                 return await self._submit(task, req, record, principal, base_url)
             admission = await self.billing.admit_cost(principal, lambda: task.needed, 0)
             try:
-                generated = await self.execute(task, config, self.attempt_timeout)
+                # A submit-then-poll upstream (an async model) may take as long as the request may.
+                timeout = self.request_timeout if info.entry.is_async else self.attempt_timeout
+                generated = await self.execute(task, config, timeout)
             except AttemptFailed as failed:
                 raise self.attempt_error(info, failed, record) from None
             record.attempts = generated.attempts

@@ -61,6 +61,7 @@ def service(billing: Billing, records: Records, tmp_path: Path) -> ImageService:
         jobs=None,  # type: ignore[arg-type]
         recorder=records,
         attempt_timeout=5,
+        request_timeout=10,
         job_hold_ttl=60,
     )
 
