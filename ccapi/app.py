@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -27,6 +27,7 @@ from ccapi.api import speech as speech_routes
 from ccapi.api.errors import install_error_handlers
 from ccapi.api.middleware import FastPath, RequestIdMiddleware
 from ccapi.api.openapi import install_openapi
+from ccapi.api.shutdown import InFlight, StopGuard
 from ccapi.billing.keys import KeyAuthenticator, KeyCache
 from ccapi.billing.ledger import LedgerWriter
 from ccapi.billing.ratelimit import MemoryRateLimiter, RateLimiter
@@ -77,6 +78,7 @@ class Gateway:
     runner: JobRunner
     # Set when CCAPI_REDIS_URL is: the rate limiter shared by all instances.
     redis: RedisRateLimiter | None = None
+    inflight: InFlight = field(default_factory=InFlight)
 
     async def readiness(self) -> dict[str, str]:
         checks = {"catalog": "ok" if self.catalog.models else "empty"}
@@ -111,6 +113,12 @@ class Gateway:
         self._sweeper = asyncio.create_task(self._sweep(), name="ccapi-reservation-sweeper")
 
     async def stop(self) -> None:
+        # Uvicorn has cancelled the requests still running past the grace
+        # period; let them end (error event, billing settled) before the
+        # ledger is flushed (see api/shutdown.py).
+        left = await self.inflight.wait_idle(STOP_SETTLE_SECONDS)
+        if left:
+            log.error("%d request(s) still running at shutdown; their ledger rows may be missing", left)
         self._sweeper.cancel()
         await self.runner.stop()
         await self.billing.credit.close()
@@ -132,6 +140,8 @@ class Gateway:
 
 
 RESERVATION_SWEEP_SECONDS = 30.0
+# How long a stop waits for the requests it cancelled to end.
+STOP_SETTLE_SECONDS = 5.0
 # A reservation outlives its request's deadline by this much before the sweeper
 # treats the request as dead (its instance crashed).
 RESERVATION_GRACE_SECONDS = 60.0
@@ -154,6 +164,7 @@ def build_gateway(settings: Settings) -> Gateway:
     store = Store(settings.database_url)
     keys = KeyCache(store)
     ledger = LedgerWriter(store)
+    inflight = InFlight()
     redis = _redis_limiter(settings.redis_url) if settings.redis_url else None
     limiter: RateLimiter = redis if redis is not None else MemoryRateLimiter()
     billing = BillingService(
@@ -175,6 +186,7 @@ def build_gateway(settings: Settings) -> Gateway:
         max_models=settings.max_models,
         billing=billing,
         latency=latency_table(settings.latency, catalog),
+        stopping=inflight.stopping,
     )
     files = FileStore(file_backend(settings), settings.file_url_ttl)
     jobs = JobStore(store)
@@ -222,6 +234,7 @@ def build_gateway(settings: Settings) -> Gateway:
         images,
         job_runner,
         redis=redis,
+        inflight=inflight,
     )
 
 
@@ -266,12 +279,14 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
 
 
 def _install_outer_layers(app: FastAPI) -> None:
-    """Request ids around everything, then the fast path for model calls,
-    then FastAPI's own stack (see FastPath for the measurement behind it)."""
+    """Request ids around everything, then the stop guard (api/shutdown.py),
+    then the fast path for model calls, then FastAPI's own stack (see
+    FastPath for the measurement behind it)."""
     build_stack = app.build_middleware_stack
     routes = {("POST", path): chat_routes.chat_endpoint for path in ("/chat/completions", "/v1/chat/completions")}
 
     def build() -> ASGIApp:
-        return RequestIdMiddleware(FastPath(build_stack(), app, routes))
+        inflight = app.state.gateway.inflight
+        return RequestIdMiddleware(StopGuard(FastPath(build_stack(), app, routes), inflight))
 
     app.build_middleware_stack = build  # type: ignore[method-assign]

@@ -48,7 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
         http="httptools",
         access_log=False,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=30,
+        # Then api/shutdown.py ends what is still running (error event / 503).
+        timeout_graceful_shutdown=settings.shutdown_grace,
     )
     return 0
 
