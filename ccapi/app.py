@@ -161,7 +161,7 @@ def build_gateway(settings: Settings) -> Gateway:
     health = HealthBook(settings.breaker.failure_threshold, settings.breaker.reset_seconds)
     runner = FailoverRunner(registry.adapters, health, settings.attempt_timeout)
     master = settings.master_key.get_secret_value() if settings.master_key else None
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, settings.database_timeout)
     keys = KeyCache(store)
     ledger = LedgerWriter(store)
     inflight = InFlight()

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from ccapi.api.responses import json_response
 from ccapi.api.validation import param_path
 from ccapi.core.errors import CCAPIError, InternalError, InvalidRequestError, NotFoundError
+from ccapi.storage.errors import database_unavailable, database_unavailable_error
 
 log = logging.getLogger("ccapi.errors")
 
@@ -48,9 +49,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
+def unexpected_error(exc: Exception, method: str, path: str) -> CCAPIError:
+    """An exception no route turned into an error: the database being down
+    is a 503 (the request can be retried); anything else is a bug."""
+    if database_unavailable(exc):
+        log.warning("%s %s: the database is unavailable (%s)", method, path, exc.__class__.__name__)
+        return database_unavailable_error()
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return InternalError("Internal error; it has been logged.", code="internal_error")
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(InternalError("Internal error; it has been logged.", code="internal_error"))
+    return error_response(unexpected_error(exc, request.method, request.url.path))
 
 
 def install_error_handlers(app: FastAPI) -> None:
