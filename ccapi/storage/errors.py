@@ -10,12 +10,14 @@ from ccapi.core.errors import ProviderUnavailableError
 
 # OperationalError covers a refused or dropped connection and a server shutting
 # down (psycopg and sqlite3 both raise it); the pool's TimeoutError, every
-# connection busy past `database_timeout`; OSError, a socket error raised below
-# the driver.
-UNAVAILABLE = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError, OSError, TimeoutError)
+# connection busy past `database_timeout`.
+DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+# Around a Store call, also a socket error or timeout raised below the driver.
+UNAVAILABLE = (*DATABASE_DOWN, OSError, TimeoutError)
 
 
 def database_unavailable(exc: BaseException) -> bool:
+    """`exc`, raised by a Store call, means the database cannot be reached."""
     return isinstance(exc, UNAVAILABLE)
 
 

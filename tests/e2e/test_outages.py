@@ -54,7 +54,8 @@ def test_postgres_and_redis_outages_are_reported_refused_cleanly_and_recovered(
         env = gateway_env(sim.url, CCAPI_DATABASE_URL=url, CCAPI_REDIS_URL=redis.url, CCAPI_DATABASE_TIMEOUT="2")
         with run_ccapi(["serve"], env=env, tmp_path=tmp_path) as gw, httpx.Client(base_url=gw.url, timeout=30) as http:
             account = asyncio.run(_store_call(url, lambda s: s.create_account("outage", Decimal("10"), None, None)))
-            _, secret = asyncio.run(_store_call(url, lambda s: s.create_key(account.id, {})))
+            # With a rate limit, so that its requests go through Redis.
+            _, secret = asyncio.run(_store_call(url, lambda s: s.create_key(account.id, {"rpm": 1000})))
             as_account = {"Authorization": f"Bearer {secret}"}
             as_master = {"Authorization": f"Bearer {MASTER}"}
 
@@ -86,6 +87,9 @@ def test_postgres_and_redis_outages_are_reported_refused_cleanly_and_recovered(
             assert r.headers["x-request-id"] == "down-account"
             # A key the gateway has not seen yet cannot be checked: 503 too, not 401 or 500.
             r, took = _timed(lambda: chat({"Authorization": "Bearer sk-never-seen"}, "down-unknown"))
+            assert (r.status_code, r.json()["error"]["code"]) == (503, "database_unavailable") and took < 5
+            # So is the admin API.
+            r, took = _timed(lambda: http.get("/admin/accounts", headers=as_master))
             assert (r.status_code, r.json()["error"]["code"]) == (503, "database_unavailable") and took < 5
             # The master key is served; its rows wait for the database.
             served = [f"down-master-{i}" for i in range(6)]
@@ -119,6 +123,7 @@ def test_postgres_and_redis_outages_are_reported_refused_cleanly_and_recovered(
             assert r.status_code == 503 and took < 5
             assert r.json()["error"]["details"]["checks"]["redis"] == "down"
             assert r.json()["error"]["details"]["checks"]["database"] == "ok"
-            assert chat(as_account, "redis-down").status_code == 200
+            r = chat(as_account, "redis-down")
+            assert r.status_code == 200 and "x-ratelimit-limit-requests" not in r.headers
             redis.start()
             assert _until(lambda: ready().status_code == 200, 10), ready().text
