@@ -16,7 +16,7 @@ import httpx
 from ccapi.storage.store import Store
 from tests.support import ServerProcess, run_ccapi
 
-from .conftest import AUTH, MASTER, gateway_env
+from .conftest import AUTH, MASTER, gateway_env, sim_calls
 
 
 def test_sigterm_drains_requests_and_writes_every_ledger_row(sim: ServerProcess, tmp_path: Path) -> None:
@@ -138,6 +138,7 @@ def test_sigterm_under_load_ends_every_request_properly_and_bills_it_once(sim: S
     models = ["openai/gpt-4o-mini", SOON_ANSWER, SLOW_STREAM, SLOW_ANSWER]
     with run_ccapi(["serve"], env=env, tmp_path=tmp_path) as gw:
         account_id, secret = asyncio.run(_account_and_key(url))
+        calls_before = sim_calls(sim)
 
         async def fire() -> tuple[list[Outcome], list[Outcome]]:
             limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
@@ -148,7 +149,12 @@ def test_sigterm_under_load_ends_every_request_properly_and_bills_it_once(sim: S
                     )
                     for i in range(300)
                 ]
-                await asyncio.sleep(1.0)
+                # The signal once every request has reached the simulator (so the gateway).
+                for _ in range(400):  # 20 s at most
+                    stats = await client.get(f"{sim.url}/_sim/stats")
+                    if stats.json()["requests"] - calls_before >= len(tasks):
+                        break
+                    await asyncio.sleep(0.05)
                 gw.proc.send_signal(signal.SIGTERM)
                 await asyncio.sleep(0.5)
                 # After the signal: new connections are refused.
