@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -28,6 +28,7 @@ from ccapi.api import speech as speech_routes
 from ccapi.api.errors import install_error_handlers
 from ccapi.api.middleware import FastPath, RequestIdMiddleware
 from ccapi.api.openapi import install_openapi
+from ccapi.api.shutdown import InFlight, StopGuard
 from ccapi.billing.keys import KeyAuthenticator, KeyCache
 from ccapi.billing.ledger import LedgerWriter
 from ccapi.billing.ratelimit import MemoryRateLimiter, RateLimiter
@@ -81,6 +82,7 @@ class Gateway:
     metrics: Metrics
     # Set when CCAPI_REDIS_URL is: the rate limiter shared by all instances.
     redis: RedisRateLimiter | None = None
+    inflight: InFlight = field(default_factory=InFlight)
 
     async def readiness(self) -> dict[str, str]:
         checks = {"catalog": "ok" if self.catalog.models else "empty"}
@@ -116,6 +118,12 @@ class Gateway:
         self._sweeper = asyncio.create_task(self._sweep(), name="ccapi-reservation-sweeper")
 
     async def stop(self) -> None:
+        # Uvicorn has cancelled the requests still running past the grace
+        # period; let them end (error event, billing settled) before the
+        # ledger is flushed (see api/shutdown.py).
+        left = await self.inflight.wait_idle(STOP_SETTLE_SECONDS)
+        if left:
+            log.error("%d request(s) still running at shutdown; their ledger rows may be missing", left)
         self._sweeper.cancel()
         await self.runner.stop()
         await self.billing.credit.close()
@@ -138,6 +146,8 @@ class Gateway:
 
 
 RESERVATION_SWEEP_SECONDS = 30.0
+# How long a stop waits for the requests it cancelled to end.
+STOP_SETTLE_SECONDS = 5.0
 # A reservation outlives its request's deadline by this much before the sweeper
 # treats the request as dead (its instance crashed).
 RESERVATION_GRACE_SECONDS = 60.0
@@ -168,11 +178,12 @@ def build_gateway(settings: Settings) -> Gateway:
     health = HealthBook(settings.breaker.failure_threshold, settings.breaker.reset_seconds)
     runner = FailoverRunner(registry.adapters, health, settings.attempt_timeout)
     master = settings.master_key.get_secret_value() if settings.master_key else None
-    store = Store(settings.database_url)
+    store = Store(settings.database_url, settings.database_timeout)
     keys = KeyCache(store)
     ledger = LedgerWriter(store)
     metrics = Metrics(catalog.models, providers)
     metrics.watch(health, ledger)
+    inflight = InFlight()
     redis = _redis_limiter(settings.redis_url) if settings.redis_url else None
     limiter = rate_limiter(settings, store, redis)
     billing = BillingService(
@@ -194,6 +205,7 @@ def build_gateway(settings: Settings) -> Gateway:
         max_models=settings.max_models,
         billing=billing,
         latency=latency_table(settings.latency, catalog),
+        stopping=inflight.stopping,
     )
     files = FileStore(file_backend(settings), settings.file_url_ttl)
     jobs = JobStore(store)
@@ -244,6 +256,7 @@ def build_gateway(settings: Settings) -> Gateway:
         job_runner,
         metrics,
         redis=redis,
+        inflight=inflight,
     )
 
 
@@ -289,15 +302,17 @@ def create_app(settings: Settings, *, migrate: bool = True) -> FastAPI:
 
 
 def _install_outer_layers(app: FastAPI) -> None:
-    """Request ids around everything, then the HTTP metrics, then the fast
-    path for model calls, then FastAPI's own stack (see FastPath for the
-    measurement behind it)."""
+    """Request ids around everything, then the stop guard (api/shutdown.py),
+    then the HTTP metrics, then the fast path for model calls, then FastAPI's
+    own stack (see FastPath for the measurement behind it)."""
     build_stack = app.build_middleware_stack
     fast_paths = ("/chat/completions", "/v1/chat/completions")
     routes = {("POST", path): chat_routes.chat_endpoint for path in fast_paths}
     metrics: Metrics = app.state.gateway.metrics
 
     def build() -> ASGIApp:
-        return RequestIdMiddleware(HttpMetrics(FastPath(build_stack(), app, routes), metrics, fast_paths))
+        inflight = app.state.gateway.inflight
+        fast = FastPath(build_stack(), app, routes)
+        return RequestIdMiddleware(StopGuard(HttpMetrics(fast, metrics, fast_paths), inflight))
 
     app.build_middleware_stack = build  # type: ignore[method-assign]

@@ -50,7 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
         # Uvicorn's loggers go through our root handler (one format for every line).
         "log_config": None,
         "log_level": settings.log_level,
-        "timeout_graceful_shutdown": GRACEFUL_SECONDS,
+        # Then api/shutdown.py ends what is still running (error event / 503).
+        "timeout_graceful_shutdown": settings.shutdown_grace,
     }
     if settings.workers > 1:
         return _serve_workers(settings, options, app)
@@ -84,11 +85,7 @@ def _serve_workers(settings: Settings, options: dict[str, Any], app: object) -> 
         return 0 if server.started else STARTUP_FAILURE
 
     tune_gc()  # before the forks: what the workers inherit stays shared (copy-on-write)
-    return Supervisor(settings, serve, GRACEFUL_SECONDS).run()
-
-
-# Seconds a stopping server gives its requests in flight.
-GRACEFUL_SECONDS = 30
+    return Supervisor(settings, serve, settings.shutdown_grace).run()
 
 
 def _sim(args: argparse.Namespace) -> int:

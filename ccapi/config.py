@@ -146,6 +146,12 @@ class Settings(BaseSettings):
     credit_idle_release: float = Field(default=5.0, gt=0)
     # Connections kept per upstream host.
     upstream_pool_size: int = Field(default=256, ge=1)
+    # On SIGTERM/SIGINT: seconds the requests in flight get to finish before
+    # they are ended with an error (api/shutdown.py).
+    shutdown_grace: int = Field(default=30, ge=0)
+    # PostgreSQL: seconds to connect, or to wait for a pooled connection,
+    # before a request fails with a 503 rather than hanging on a dead database.
+    database_timeout: float = Field(default=5.0, gt=0)
 
     # Asynchronous image jobs (see jobs/runner.py): webhook deliveries are
     # signed with this secret (without it, `webhook_url` is refused).

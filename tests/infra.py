@@ -72,6 +72,20 @@ class PostgresServer:
     port: int
     socket_dir: Path
     url: str  # the default database, owned by PG_USER
+    bin_dir: Path | None = None
+    data: Path | None = None
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown: sessions are disconnected), files kept."""
+        assert self.bin_dir is not None and self.data is not None
+        _run(_as_postgres(self.bin_dir / "pg_ctl", "stop", "-D", self.data, "-m", "fast", "-w", "-t", "30"))
+
+    def start(self) -> None:
+        """Start it again after `stop`, on the same port."""
+        assert self.bin_dir is not None and self.data is not None
+        result = _pg_ctl_start(self.bin_dir, self.data, self.socket_dir, self.data.parent / "postgres.log", self.port)
+        if result.returncode != 0:
+            raise RuntimeError(f"PostgreSQL did not restart:\n{result.stdout}{result.stderr}")
 
     def admin(self) -> psycopg.Connection[tuple[object, ...]]:
         """A superuser connection over the cluster's unix socket (trust auth)."""
@@ -131,7 +145,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         )
         port = _start_postgres(bin_dir, data, sockets, log)
         started = True
-        server = PostgresServer(port, sockets, "")
+        server = PostgresServer(port, sockets, "", bin_dir, data)
         with server.admin() as conn:
             conn.execute(f"CREATE ROLE {PG_USER} LOGIN PASSWORD '{PG_PASSWORD}'")
             conn.execute(f"CREATE DATABASE {PG_DATABASE} OWNER {PG_USER}")
@@ -151,17 +165,21 @@ def _start_postgres(bin_dir: Path, data: Path, sockets: Path, log: Path) -> int:
     """pg_ctl start on a free port; a few tries, as another process may take the port first."""
     for _ in range(3):
         port = free_port()
-        listen = ("-c", "listen_addresses=127.0.0.1", "-p", str(port), "-k", str(sockets))
-        options = " ".join((*listen, "-c", "max_connections=200", *_PG_FAST))
-        result = subprocess.run(
-            _as_postgres(bin_dir / "pg_ctl", "start", "-D", data, "-l", log, "-w", "-t", "30", "-o", options),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        result = _pg_ctl_start(bin_dir, data, sockets, log, port)
         if result.returncode == 0:
             return port
     raise RuntimeError(f"PostgreSQL did not start:\n{result.stdout}{result.stderr}\n{_tail(log)}")
+
+
+def _pg_ctl_start(bin_dir: Path, data: Path, sockets: Path, log: Path, port: int) -> subprocess.CompletedProcess[str]:
+    listen = ("-c", "listen_addresses=127.0.0.1", "-p", str(port), "-k", str(sockets))
+    options = " ".join((*listen, "-c", "max_connections=200", *_PG_FAST))
+    return subprocess.run(
+        _as_postgres(bin_dir / "pg_ctl", "start", "-D", data, "-l", log, "-w", "-t", "30", "-o", options),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 # -- Redis ------------------------------------------------------------------------
@@ -171,6 +189,27 @@ def _start_postgres(bin_dir: Path, data: Path, sockets: Path, log: Path) -> int:
 class RedisServer:
     port: int
     url: str
+    binary: str = ""
+    root: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        """Stop the server (nothing is persisted: its counters are gone)."""
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+            self.proc = None
+
+    def start(self) -> None:
+        """Start it again after `stop`, on the same port."""
+        assert self.root is not None
+        self.proc = _spawn_redis(self.binary, self.root, self.port)
+        if self.proc is None:
+            raise RuntimeError(f"redis-server did not restart:\n{_tail(self.root / 'redis.log')}")
 
 
 @contextmanager
@@ -184,32 +223,36 @@ def redis_server() -> Iterator[RedisServer]:
     try:
         for _ in range(3):
             port = free_port()
-            # fmt: off
-            cmd = [
-                binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", str(root), "--daemonize", "no", "--logfile", "",
-            ]
-            # fmt: on
-            log = (root / "redis.log").open("wb")
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-            log.close()
-            if _wait_redis(proc, port):
+            proc = _spawn_redis(binary, root, port)
+            if proc is not None:
                 break
-            proc.kill()
-            proc.wait(5)
         else:
             raise RuntimeError(f"redis-server did not start:\n{_tail(root / 'redis.log')}")
+        server = RedisServer(port, f"redis://127.0.0.1:{port}/0", binary, root, proc)
         try:
-            yield RedisServer(port, f"redis://127.0.0.1:{port}/0")
+            yield server
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+            server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _spawn_redis(binary: str, root: Path, port: int) -> subprocess.Popen[bytes] | None:
+    """redis-server on `port`, ready; None if it did not start (e.g. the port was taken)."""
+    # fmt: off
+    cmd = [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--dir", str(root), "--daemonize", "no", "--logfile", "",
+    ]
+    # fmt: on
+    log = (root / "redis.log").open("ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    if _wait_redis(proc, port):
+        return proc
+    proc.kill()
+    proc.wait(5)
+    return None
 
 
 def _wait_redis(proc: subprocess.Popen[bytes], port: int, timeout: float = 10) -> bool:

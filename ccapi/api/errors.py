@@ -12,6 +12,7 @@ from starlette.responses import Response
 from ccapi.api.responses import json_response
 from ccapi.api.validation import param_path
 from ccapi.core.errors import CCAPIError, InternalError, InvalidRequestError, NotFoundError
+from ccapi.storage.errors import DATABASE_DOWN, database_unavailable_error
 
 log = logging.getLogger("ccapi.errors")
 
@@ -48,13 +49,30 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
+def unexpected_error(exc: Exception, method: str, path: str) -> CCAPIError:
+    """An exception no route turned into an error: the database being down
+    is a 503 (the request can be retried); anything else is a bug."""
+    if isinstance(exc, DATABASE_DOWN):
+        log.warning("%s %s: the database is unavailable (%s)", method, path, exc.__class__.__name__)
+        return database_unavailable_error()
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return InternalError("Internal error; it has been logged.", code="internal_error")
+
+
+async def _database_down(request: Request, exc: Exception) -> Response:
+    # A handler of its own: Starlette re-raises what reaches the catch-all
+    # `Exception` handler after answering, and uvicorn then drops the connection.
+    return error_response(unexpected_error(exc, request.method, request.url.path))
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(InternalError("Internal error; it has been logged.", code="internal_error"))
+    return error_response(unexpected_error(exc, request.method, request.url.path))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CCAPIError, _ccapi_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for database_down in DATABASE_DOWN:
+        app.add_exception_handler(database_down, _database_down)
     app.add_exception_handler(Exception, _unexpected)

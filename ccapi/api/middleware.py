@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -10,11 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ccapi.api.errors import error_response
-from ccapi.core.errors import CCAPIError, InternalError
+from ccapi.api.errors import error_response, unexpected_error
+from ccapi.core.errors import CCAPIError
 from ccapi.core.ids import new_id
-
-log = logging.getLogger("ccapi.errors")
 
 _MAX_ID = 128
 
@@ -93,7 +90,6 @@ class FastPath:
             response = await endpoint(request)
         except CCAPIError as exc:
             response = error_response(exc)
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            response = error_response(InternalError("Internal error; it has been logged.", code="internal_error"))
+        except Exception as exc:
+            response = error_response(unexpected_error(exc, scope["method"], scope["path"]))
         await response(scope, receive, send)

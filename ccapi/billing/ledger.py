@@ -15,6 +15,7 @@ import time
 from collections import deque
 from typing import Any
 
+from ccapi.storage.errors import database_unavailable
 from ccapi.storage.store import Settlement, Store
 
 log = logging.getLogger("ccapi.ledger")
@@ -23,6 +24,8 @@ FLUSH_SECONDS = 0.05
 BATCH_ROWS = 500
 # Failed attempts of a whole batch before its entries are written one by one.
 SPLIT_AFTER_ATTEMPTS = 3
+# How long a stop waits for the queue to be written.
+CLOSE_SECONDS = 15.0
 
 
 class LedgerWriter:
@@ -52,11 +55,15 @@ class LedgerWriter:
         """Seconds the oldest entry not yet written has waited (0 when none)."""
         return time.monotonic() - self._submitted[0] if self._submitted else 0.0
 
-    async def close(self) -> None:
-        """Write everything still queued, then stop."""
+    async def close(self, within: float = CLOSE_SECONDS) -> None:
+        """Write everything still queued (for at most `within` seconds: the
+        database may be down), then stop."""
         self._closing = True
         if self._task is not None:
-            await self._queue.join()
+            try:
+                await asyncio.wait_for(self._queue.join(), within)
+            except TimeoutError:
+                log.error("stopping with %d ledger entries unwritten: the database is unavailable", self.pending)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -82,11 +89,18 @@ class LedgerWriter:
             try:
                 await self._commit(batch)
                 return
-            except Exception:
-                # The database is briefly unavailable: keep the batch and retry.
-                # A batch is one transaction, so a retry never writes twice.
+            except Exception as exc:
+                # Keep the batch and retry: a batch is one transaction, so a
+                # retry never writes twice. While the database is unreachable
+                # the rows wait, however long it takes.
+                if database_unavailable(exc):
+                    if attempt == 1 or attempt % 20 == 0:
+                        log.warning("ledger write failed: the database is unavailable (%s); retrying", exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
                 log.exception("ledger write failed (attempt %d); retrying in %.1fs", attempt, delay)
-            if attempt == SPLIT_AFTER_ATTEMPTS and len(batch) > 1:
+            if attempt >= SPLIT_AFTER_ATTEMPTS and len(batch) > 1:
                 # Still failing: maybe one entry is the problem, not the database.
                 # Write the rest one by one so that it cannot hold the others up.
                 for item in batch:
@@ -96,11 +110,16 @@ class LedgerWriter:
             delay = min(delay * 2, 5.0)
 
     async def _write_one(self, item: tuple[Settlement | None, dict[str, Any] | None]) -> None:
-        for _ in range(SPLIT_AFTER_ATTEMPTS):
+        failures = 0
+        while failures < SPLIT_AFTER_ATTEMPTS:
             try:
                 await self._commit([item])
                 return
-            except Exception:
+            except Exception as exc:
+                if database_unavailable(exc):
+                    await asyncio.sleep(1.0)  # not this entry's fault: it waits with the rest
+                    continue
+                failures += 1
                 await asyncio.sleep(0.1)
         row = item[1] or {}
         log.error("ledger entry for request %s could not be written; it is dropped", row.get("request_id"))

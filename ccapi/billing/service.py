@@ -19,6 +19,7 @@ from ccapi.catalog.catalog import ModelInfo
 from ccapi.core.errors import BillingError, PermissionDeniedError, RateLimitError
 from ccapi.core.tokens import estimate_prompt_tokens
 from ccapi.core.types import RequestRecord
+from ccapi.storage.errors import UNAVAILABLE, database_unavailable_error
 from ccapi.storage.store import ReserveRefused, Store
 
 # When neither the request nor the catalog bounds the output, reserve for this many tokens.
@@ -137,6 +138,9 @@ class BillingService:
             )
         except ReserveRefused as refused:
             raise _billing_error(refused, admission.headers) from None
+        except UNAVAILABLE as exc:
+            # No lease can grow without the database: refuse rather than serve unbacked.
+            raise database_unavailable_error() from exc
         return admission
 
     def settle(self, admission: Admission | None, record: RequestRecord) -> None:

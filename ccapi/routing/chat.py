@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -12,6 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from ccapi.api.deps import Principal
 from ccapi.api.responses import json_response
+from ccapi.api.shutdown import shutting_down_error
 from ccapi.billing.service import Admission, BillingService
 from ccapi.catalog.catalog import Catalog, ModelInfo
 from ccapi.config import LatencySettings
@@ -65,8 +66,11 @@ class ChatService:
         max_models: int,
         billing: BillingService | None = None,
         latency: LatencyTable | None = None,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self.billing = billing
+        # True while the server cancels the requests left at the end of a stop.
+        self.stopping = stopping
         self.latency = latency or LatencyTable(LatencySettings())
         self.catalog = catalog
         self.configured = configured
@@ -107,9 +111,14 @@ class ChatService:
                 exc.headers = {**admission.headers, **exc.headers}
             await self._finish_failed(record, exc, admission)
             raise
+        except asyncio.CancelledError:
+            # Only a stop past its grace period cancels a request's task
+            # (api/shutdown.py answers the client): the hold still goes back
+            # and the request leaves its row.
+            await asyncio.shield(self._finish_failed(record, shutting_down_error(), admission))
+            raise
         except BaseException:
-            # A bug, or the task cancelled (a stop past its grace period): the
-            # hold still goes back and the request still leaves its row.
+            # A bug: the hold still goes back and the request still leaves its row.
             internal = InternalError("Internal error; it has been logged.", code="internal_error")
             await asyncio.shield(self._finish_failed(record, internal, admission))
             raise
@@ -219,8 +228,13 @@ class ChatService:
                     attempt.kind = exc.kind
         except CCAPIError as exc:
             error = exc
+        except asyncio.CancelledError:
+            # The client went away (billed for what it got), or the stop's
+            # grace period is over (api/shutdown.py sends the error event).
+            if self.stopping():
+                error = shutting_down_error()
+            raise
         finally:
-            await stream.aclose()
             # The upstream's share: every attempt to its first event, then the
             # served stream from there to its end (for the overhead metric).
             relayed = time.monotonic() - opened
@@ -230,7 +244,12 @@ class ChatService:
             if error is not None:
                 record.error_type = error.type
             status = 200 if error is None else error.status
-            await self._finish(record, info, served.attempts, status, usage, input_cost, output_cost, admission)
+            # Settled before anything else is awaited: once cancelled, this
+            # task is cancelled again at its next await.
+            try:
+                await self._finish(record, info, served.attempts, status, usage, input_cost, output_cost, admission)
+            finally:
+                await stream.aclose()
         if error is not None:
             # After a mid-stream error only [DONE] may follow (the contract).
             yield encode_data(error.to_dict())

@@ -10,6 +10,7 @@ however many instances share the database.
 from __future__ import annotations
 
 import asyncio
+import math
 import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -76,12 +77,21 @@ class ReserveRefused(Exception):
 
 
 class Store:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, timeout: float = 5.0) -> None:
         self.url = async_url(database_url)
         self.is_sqlite = self.url.startswith("sqlite")
         options: dict[str, Any] = {}
         if not self.is_sqlite:
-            options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            # `timeout` bounds the wait for a connection (libpq's connect_timeout
+            # takes whole seconds, at least 2) and for a free one from the pool,
+            # so a dead database fails requests quickly instead of hanging them.
+            options.update(
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                pool_timeout=timeout,
+                connect_args={"connect_timeout": max(2, math.ceil(timeout))},
+            )
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

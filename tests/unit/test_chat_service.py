@@ -57,7 +57,8 @@ async def test_a_bug_still_leaves_a_500_record() -> None:
     assert [(r.status, r.error_type) for r in records.seen] == [(500, "internal_error")]
 
 
-async def test_a_cancelled_request_still_leaves_its_record() -> None:
+async def test_a_cancelled_request_still_leaves_a_503_shutting_down_record() -> None:
+    # Only a stop past its grace period cancels a request's task.
     records = Records()
     chat = service(FakeAdapter(5.0), records)  # the upstream hangs
     task = asyncio.create_task(chat.handle(ChatCompletionRequest.model_validate(BODY), BODY, new_record(), MASTER))
@@ -65,4 +66,4 @@ async def test_a_cancelled_request_still_leaves_its_record() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert [r.status for r in records.seen] == [500]
+    assert [(r.status, r.error_type) for r in records.seen] == [(503, "provider_unavailable")]
