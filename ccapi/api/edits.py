@@ -26,7 +26,7 @@ from ccapi.api.responses import json_response
 from ccapi.api.validation import validate_body
 from ccapi.core.errors import CCAPIError, InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
 from ccapi.core.ids import new_id
-from ccapi.media.images import sniff_image_type
+from ccapi.files.image_types import sniff_image_type
 from ccapi.schemas.images import LegacyImageGenerationResponse
 from ccapi.schemas.multimodal import MultimodalImageGenerationRequest
 

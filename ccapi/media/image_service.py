@@ -28,6 +28,7 @@ from ccapi.core.ids import new_id
 from ccapi.core.recorder import Recorder
 from ccapi.core.types import RequestRecord
 from ccapi.files.fetch import check_target, fetch
+from ccapi.files.image_types import sniff_image_type
 from ccapi.files.store import FileStore
 from ccapi.jobs.model import Job, poll_path, render_job
 from ccapi.jobs.store import JobHold, JobStore
@@ -43,7 +44,6 @@ from ccapi.media.images import (
     call_images,
     check_params,
     reservation,
-    sniff_image_type,
 )
 from ccapi.media.multimodal import (
     MULTIMODAL_WIRES,

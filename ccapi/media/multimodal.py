@@ -38,7 +38,6 @@ import base64
 import binascii
 import math
 import re
-import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -50,6 +49,7 @@ from ccapi.catalog.catalog import ModelInfo
 from ccapi.catalog.pricing import round_usd
 from ccapi.core.errors import InvalidRequestError
 from ccapi.core.tokens import estimate_text_tokens
+from ccapi.files.image_types import png_has_alpha, sniff_image_type
 from ccapi.media.images import (
     BadUpstreamAnswer,
     ImageCost,
@@ -61,7 +61,6 @@ from ccapi.media.images import (
     estimated_output_tokens,
     parse_openai,
     parse_stability_v2,
-    sniff_image_type,
 )
 from ccapi.providers.registry import ProviderConfig
 from ccapi.schemas.multimodal import MultimodalImageGenerationRequest, MultimodalImageSource
@@ -312,24 +311,6 @@ def _check_input_images(req: MultimodalImageGenerationRequest, info: ModelInfo, 
             code="invalid_value",
             param=f"contents[{images[most]}].image",
         )
-
-
-def png_has_alpha(data: bytes) -> bool:
-    """A PNG with an alpha channel (colour type 4 or 6) or a tRNS chunk."""
-    if not data.startswith(b"\x89PNG\r\n\x1a\n") or len(data) < 26:
-        return False
-    if data[25] in (4, 6):
-        return True
-    pos = 8
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        if kind == b"tRNS":
-            return True
-        if kind in (b"IDAT", b"IEND"):
-            return False
-        pos += 12 + length
-    return False
 
 
 # --- OpenAI GPT image models -----------------------------------------------------------

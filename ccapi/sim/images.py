@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 import orjson
 from aiohttp import web
 
+from ccapi.files.image_types import png_has_alpha, sniff_image_type
 from ccapi.sim.content import InvalidRequest, new_id
 from ccapi.sim.faults import NO_FAULTS, FaultSpec, FaultSpecError, split_model_suffix
 
@@ -133,31 +134,6 @@ def _dims(size: str) -> tuple[int, int]:
     return 16, 16
 
 
-def _sniff(data: bytes) -> str | None:
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def _has_alpha(data: bytes) -> bool:
-    """A PNG of colour type 4 or 6, or with a tRNS chunk."""
-    if not data.startswith(b"\x89PNG\r\n\x1a\n") or len(data) < 26:
-        return False
-    if data[25] in (4, 6):
-        return True
-    pos = 8
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        if data[pos + 4 : pos + 8] == b"tRNS":
-            return True
-        pos += 12 + length
-    return False
-
-
 async def _files(request: web.Request, *names: str) -> list[bytes]:
     """The uploaded files of these form fields (the form is parsed once and cached by aiohttp)."""
     form = await request.post()
@@ -174,7 +150,7 @@ async def _files(request: web.Request, *names: str) -> list[bytes]:
 
 def _checked_images(files: list[bytes], name: str) -> None:
     for data in files:
-        if _sniff(data) is None:
+        if sniff_image_type(data) is None:
             raise InvalidRequest(
                 f"Invalid image file or mode for image '{name}': supported formats are png, jpeg and webp.", name
             )
@@ -324,7 +300,7 @@ class ImageRoutes:
             masks = await _files(request, "mask")
             if len(masks) > 1:
                 raise InvalidRequest("Only one 'mask' is accepted.", "mask")
-            if masks and not _has_alpha(masks[0]):
+            if masks and not png_has_alpha(masks[0]):
                 raise InvalidRequest("Invalid mask image format - mask image missing alpha channel.", "mask")
             n = body.get("n", "1")
             if not str(n).isdigit():
@@ -460,7 +436,7 @@ class ImageRoutes:
             if len(images) != 1:
                 raise InvalidRequest("image: required (one file)")
             _checked_images(images + masks, "image")
-            if not masks and not _has_alpha(images[0]):
+            if not masks and not png_has_alpha(images[0]):
                 raise InvalidRequest("mask: required unless the image has an alpha channel")
             return await self._stability_image(request, body, faults)
 

@@ -13,6 +13,7 @@ import pytest
 from ccapi.api.validation import validate_body
 from ccapi.catalog.catalog import Catalog, ModelInfo
 from ccapi.core.errors import InvalidRequestError
+from ccapi.files.image_types import sniff_image_type
 from ccapi.media.images import (
     BadUpstreamAnswer,
     UpstreamImages,
@@ -25,7 +26,6 @@ from ccapi.media.images import (
     parse_stability_v2,
     reservation,
     resolve_size,
-    sniff_image_type,
     stability_v1_body,
     stability_v2_form,
 )

@@ -13,6 +13,7 @@ import pytest
 
 from ccapi.catalog.catalog import Catalog, ModelInfo
 from ccapi.core.errors import InvalidRequestError
+from ccapi.files.image_types import png_has_alpha
 from ccapi.media.images import RawImage, UpstreamImages
 from ccapi.media.multimodal import (
     InputImage,
@@ -24,7 +25,6 @@ from ccapi.media.multimodal import (
     openai_edit_form,
     openai_generation_body,
     openai_reservation,
-    png_has_alpha,
     stability_form,
     stability_reservation,
 )
