@@ -6,6 +6,7 @@ candidates, per-token prices, the rendered ModelSummary) is precomputed here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -16,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ccapi.catalog.pricing import TokenPrices
+from ccapi.catalog.pricing import SLOWEST_CHARS_PER_SECOND, TokenPrices
 from ccapi.catalog.schema import CatalogFile, ModelEntry, ProviderEntry
 from ccapi.core.errors import NotFoundError
 
@@ -206,8 +207,18 @@ def render_summary(info: ModelInfo) -> dict[str, Any]:
             },
             "pricing": price,
             "supported_sizes": list(entry.supported_sizes) if entry.supported_sizes else None,
-            "max_duration": entry.max_duration,
+            "max_duration": max_duration(entry),
             "aliases": list(entry.aliases),
             "deprecated": entry.deprecated.isoformat() if entry.deprecated else None,
+            "is_async": entry.is_async,
         },
     }
+
+
+def max_duration(entry: ModelEntry) -> int | None:
+    """Seconds of media one request can produce: the catalog's figure, else for
+    a TTS model its input limit spoken at the slowest rate the gateway reserves
+    for (SLOWEST_CHARS_PER_SECOND at speed 1.0; an upper bound, not a promise)."""
+    if entry.max_duration is not None or entry.type != "tts" or entry.max_input_chars is None:
+        return entry.max_duration
+    return math.ceil(entry.max_input_chars / SLOWEST_CHARS_PER_SECOND)

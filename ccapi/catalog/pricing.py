@@ -8,6 +8,11 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from ccapi.catalog.schema import Pricing
 from ccapi.core.types import Usage
 
+# The slowest speech the gateway reserves for (characters per second at speed
+# 1.0): a reservation must cover the longest audio a text can become, and a
+# TTS model's `max_duration` is its input limit at this rate.
+SLOWEST_CHARS_PER_SECOND = Decimal(5)
+
 MILLION = Decimal(1_000_000)
 # The contract: USD rounded to 10 decimal places.
 QUANTUM = Decimal("1e-10")

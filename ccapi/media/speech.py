@@ -37,7 +37,7 @@ from ccapi.api.deps import Principal
 from ccapi.api.responses import json_response
 from ccapi.billing.service import Admission, BillingService
 from ccapi.catalog.catalog import Catalog, ModelInfo
-from ccapi.catalog.pricing import MILLION, round_usd
+from ccapi.catalog.pricing import MILLION, SLOWEST_CHARS_PER_SECOND, round_usd
 from ccapi.catalog.schema import Pricing
 from ccapi.core.errors import (
     CCAPIError,
@@ -121,9 +121,6 @@ def negotiate(output_format: str | None, response_format: str | None, accept: st
 # tokens, i.e. 1250 tokens per minute.
 AUDIO_TOKENS_PER_MINUTE: Final = Decimal(1250)
 CHARS_PER_TOKEN: Final = 4
-# The slowest speech we reserve for (characters per second at speed 1.0): a
-# reservation must cover the longest audio the text can become.
-SLOWEST_CHARS_PER_SECOND: Final = Decimal(5)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ class ModelDetails(BaseModel):
     max_duration: int | None
     aliases: list[str] = []
     deprecated: str | None = None
+    # An image model whose requests run as jobs (202, then GET /images/jobs/{id}).
+    is_async: bool = False
 
 
 class ModelSummary(BaseModel):

@@ -44,6 +44,24 @@ def test_catalog_is_large_and_real(client: TestClient) -> None:
     assert client.get("/models?type=tts").json()["total"] > 0
 
 
+def test_media_models_say_their_sizes_durations_prices_and_async_mode(client: TestClient) -> None:
+    images = client.get("/models?type=image&limit=1000").json()["data"]
+    # Every image model lists its sizes (or aspect ratios), except those whose output follows the input image.
+    follows_input = {"bfl/flux-pro-1.0-fill", "stability/stable-image-inpaint"}
+    assert images and all(m["ccapi"]["supported_sizes"] for m in images if m["id"] not in follows_input)
+    assert all(
+        m["ccapi"]["pricing"]["per_image_cost"] is not None
+        or m["ccapi"]["pricing"].get("image_prices")
+        or m["ccapi"]["pricing"]["output_cost_per_million"] is not None
+        for m in images
+    )
+    assert {m["id"] for m in images if m["ccapi"].get("is_async")} >= {"bfl/flux-pro-1.1"}
+    speech = client.get("/models?type=tts&limit=1000").json()["data"]
+    # 4096 characters (OpenAI's input limit) at 5 characters per second, the slowest rate reserved for.
+    durations = {m["id"]: m["ccapi"]["max_duration"] for m in speech}
+    assert durations["openai/tts-1"] == 820 and all(isinstance(d, int) and d > 0 for d in durations.values())
+
+
 def test_pagination_walks_the_whole_list(client: TestClient) -> None:
     total = client.get("/models?limit=1").json()["total"]
     seen: list[str] = []
