@@ -41,7 +41,10 @@ async def ready(request: Request) -> Response:
     summary="Prometheus metrics (admin keys only)",
     description="Requests, latency histograms, tokens, cost, upstream errors by provider, breaker state, "
     "queue depths, in the Prometheus text format (docs/operations.md).",
-    responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}},
+        **{status: {"model": ErrorResponse} for status in (401, 403, 500)},
+    },
 )
 async def metrics(request: Request, _: Annotated[Principal, Depends(admin)]) -> Response:
     return Response(gateway_of(request).metrics.render(), media_type=CONTENT_TYPE)

@@ -52,7 +52,7 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
 ]
-MODEL_ROUTES = r"^/(chat/completions|audio/speech|images/generations|images/generate)$"
+MODEL_ROUTES = r"^/(chat/completions|audio/speech|images/generations|images/generate|images/edits)$"
 
 # Real models served by the simulator, so that some generated bodies get past
 # the catalog's 404 and exercise routing, billing and the response schemas.
