@@ -32,7 +32,6 @@ from ccapi.api.shutdown import InFlight, StopGuard
 from ccapi.billing.keys import KeyAuthenticator, KeyCache
 from ccapi.billing.ledger import LedgerWriter
 from ccapi.billing.ratelimit import MemoryRateLimiter, RateLimiter
-from ccapi.billing.ratelimit_db import DatabaseRateLimiter
 from ccapi.billing.service import BillingService
 from ccapi.catalog.catalog import Catalog
 from ccapi.config import Settings
@@ -167,6 +166,9 @@ def rate_limiter(settings: Settings, store: Store, redis: RedisRateLimiter | Non
     if redis is not None:
         return redis
     if settings.workers > 1:
+        # Imported only then: it loads SQLAlchemy's PostgreSQL dialect (memory a single process never needs).
+        from ccapi.billing.ratelimit_db import DatabaseRateLimiter
+
         return DatabaseRateLimiter(store)
     return MemoryRateLimiter()
 
