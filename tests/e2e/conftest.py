@@ -6,8 +6,11 @@ prefix, so that one simulator gives every failure the contract names.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -83,3 +86,27 @@ def tmp_config(tmp: Path, text: str) -> Path:
     path = tmp / "ccapi.yaml"
     path.write_text(text)
     return path
+
+
+def drain_on_sigterm(gw: ServerProcess, sent: int, body: dict[str, Any], after: float = 0.3) -> list[int]:
+    """Send `sent` chat requests at once (every other one streamed; request ids
+    `drain-<i>`), SIGTERM the gateway `after` seconds later; their statuses."""
+
+    async def fire() -> list[int]:
+        limits = httpx.Limits(max_connections=sent, max_keepalive_connections=0)
+        async with httpx.AsyncClient(base_url=gw.url, headers=AUTH, timeout=30, limits=limits) as client:
+            tasks = [
+                asyncio.create_task(
+                    client.post(
+                        "/chat/completions",
+                        json={**body, "stream": i % 2 == 0},
+                        headers={"x-request-id": f"drain-{i}"},
+                    )
+                )
+                for i in range(sent)
+            ]
+            await asyncio.sleep(after)
+            gw.proc.send_signal(signal.SIGTERM)
+            return [r.status_code for r in await asyncio.gather(*tasks)]
+
+    return asyncio.run(fire())

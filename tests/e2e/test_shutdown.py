@@ -16,7 +16,7 @@ import httpx
 from ccapi.storage.store import Store
 from tests.support import ServerProcess, run_ccapi
 
-from .conftest import AUTH, MASTER, gateway_env, sim_calls
+from .conftest import MASTER, drain_on_sigterm, gateway_env, sim_calls
 
 
 def test_sigterm_drains_requests_and_writes_every_ledger_row(sim: ServerProcess, tmp_path: Path) -> None:
@@ -29,27 +29,9 @@ def test_sigterm_drains_requests_and_writes_every_ledger_row(sim: ServerProcess,
     )
     sent = 40
     with run_ccapi(["serve"], env=env, tmp_path=tmp_path) as gw:
-
-        async def fire() -> list[int]:
-            async with httpx.AsyncClient(base_url=gw.url, headers=AUTH, timeout=30) as client:
-                body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
-                tasks = [
-                    asyncio.create_task(
-                        client.post(
-                            "/chat/completions",
-                            json={**body, "stream": i % 2 == 0},
-                            headers={"x-request-id": f"drain-{i}"},
-                        )
-                    )
-                    for i in range(sent)
-                ]
-                await asyncio.sleep(0.3)
-                gw.proc.send_signal(signal.SIGTERM)
-                responses = await asyncio.gather(*tasks)
-                return [r.status_code for r in responses]
-
         started = time.monotonic()
-        statuses = asyncio.run(fire())
+        body = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        statuses = drain_on_sigterm(gw, sent, body)
         assert gw.proc.wait(15) == 0
         assert time.monotonic() - started < 10
     assert statuses == [200] * sent

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sqlite3
 import time
 import uuid
@@ -21,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import ServerProcess, run_ccapi
 
-from .conftest import AUTH, gateway_env
+from .conftest import AUTH, drain_on_sigterm, gateway_env
 from .test_billing import Accounts
 
 BODY = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 12}
@@ -135,25 +134,8 @@ def test_sigterm_drains_every_worker_and_exits_0(sim: ServerProcess, tmp_path: P
         pids = workers_of(gw.proc.pid)
         assert len(pids) == 2
 
-        async def run() -> list[int]:
-            limits = httpx.Limits(max_connections=sent, max_keepalive_connections=0)
-            async with httpx.AsyncClient(base_url=gw.url, headers=AUTH, timeout=30, limits=limits) as client:
-                tasks = [
-                    asyncio.create_task(
-                        client.post(
-                            "/chat/completions",
-                            json={**BODY, "stream": i % 2 == 0},
-                            headers={"x-request-id": f"drain-{i}"},
-                        )
-                    )
-                    for i in range(sent)
-                ]
-                await asyncio.sleep(0.3)
-                gw.proc.send_signal(signal.SIGTERM)
-                return [r.status_code for r in await asyncio.gather(*tasks)]
-
         started = time.monotonic()
-        statuses = asyncio.run(run())
+        statuses = drain_on_sigterm(gw, sent, BODY)
         assert gw.proc.wait(15) == 0
         assert time.monotonic() - started < 10
     assert statuses == [200] * sent
